@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh clone: `make demo` and `make test`.
+PY_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: setup demo test unit lint mplane sim hil flash bench clean
+
+setup: $(STAMP) $(NODE_STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: setup
+	$(PY) -m hil.demo
+
+test: setup lint
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	bash tools/pyright.sh
+
+sim: setup
+	$(VENV)/bin/pumpsim --speed 1
+
+hil: setup
+	$(PY) -m pytest hil/suites $(if $(PUMP),--pump $(PUMP))
+
+flash: setup
+	$(PY) -m host.deploy $(if $(PORT),--port $(PORT))
+
+bench: setup
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,89 @@
+# The Pico hardware layer: the only firmware module that touches machine/rp2 and the link.
+# The simulator runs this file unchanged against its own machine/rp2/time/select modules.
+
+import select
+import sys
+import time
+
+import machine
+import micropython
+import rp2
+
+from firmware import config
+
+
+class UsbLink:
+    """The binary protocol over USB CDC (stdin/stdout). Ctrl-C is disabled so that 0x03 in a
+    frame cannot interrupt the firmware; hold BOOTSEL at reset to get the REPL instead."""
+
+    def __init__(self):
+        micropython.kbd_intr(-1)
+        self._in = sys.stdin.buffer
+        self._out = sys.stdout.buffer
+        self._poll = select.poll()
+        self._poll.register(sys.stdin, select.POLLIN)
+        self._byte = bytearray(1)
+
+    def wait(self, timeout_ms):
+        """Block until input is readable or timeout_ms passes (-1: no timeout)."""
+        for _ in self._poll.ipoll(timeout_ms):
+            return True
+        return False
+
+    def read_byte(self):
+        """The next input byte, or -1 if none is waiting."""
+        for _ in self._poll.ipoll(0):
+            self._in.readinto(self._byte)
+            return self._byte[0]
+        return -1
+
+    def write(self, data):
+        self._out.write(data)
+
+
+class UartLink(UsbLink):
+    """The binary protocol over UART0 (pins in config)."""
+
+    def __init__(self):
+        self._uart = machine.UART(
+            0, config.UART_BAUD, tx=machine.Pin(config.PIN_UART_TX),
+            rx=machine.Pin(config.PIN_UART_RX))
+        self._in = self._uart
+        self._out = self._uart
+        self._poll = select.poll()
+        self._poll.register(self._uart, select.POLLIN)
+        self._byte = bytearray(1)
+
+
+class Stepper:
+    def __init__(self):
+        self._step = machine.Pin(config.PIN_STEP, machine.Pin.OUT, value=0)
+        self._dir = machine.Pin(config.PIN_DIR, machine.Pin.OUT, value=config.DIR_DELIVER)
+        self._enable = machine.Pin(config.PIN_ENABLE, machine.Pin.OUT, value=1)
+
+    def step(self, n):
+        """Make n delivery steps. Pulses are timed by sleep_us here; a PIO program replaces
+        this when step timing must be bounded independent of the loop."""
+        self._dir.value(config.DIR_DELIVER)
+        self._enable.value(0)
+        for _ in range(n):
+            self._step.value(1)
+            time.sleep_us(config.STEP_PULSE_US)
+            self._step.value(0)
+            time.sleep_us(config.STEP_PULSE_US)
+        self._enable.value(1)  # hold no current between steps: the lead screw holds
+
+
+class Board:
+    def __init__(self):
+        self.led = machine.Pin(config.PIN_LED, machine.Pin.OUT, value=1)
+        self.stepper = Stepper()
+        self.link = UartLink() if config.LINK == "uart0" else UsbLink()
+
+    def unique_id(self):
+        return bytes(machine.unique_id())[:8]
+
+
+def repl_requested():
+    """BOOTSEL held at boot: leave the binary protocol off so the REPL stays usable."""
+    return rp2.bootsel_button() == 1

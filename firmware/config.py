@@ -1,0 +1,36 @@
+# The reference rig: one pin map and the plant's constants (drawn in hil/RIG.md).
+# The simulator reads this same file to wire its plant to the firmware's pins.
+
+# Stepper driver (step/dir, e.g. A4988/TMC2209 in legacy mode)
+PIN_STEP = 2
+PIN_DIR = 3
+PIN_ENABLE = 4  # active low
+PIN_DRIVER_FAULT = 5  # input, active low, pulled up
+# Plunger end-of-travel switches (inputs, active low, pulled up)
+PIN_END_EMPTY = 6
+PIN_END_FULL = 7
+# Valves (outputs, high = open)
+PIN_REFILL_VALVE = 8
+PIN_CAP_VALVE = 9
+# Needle-detect inputs (active low, pulled up)
+PIN_NEEDLE_SEPTUM = 10
+PIN_NEEDLE_CAP = 11
+PIN_BUZZER = 15  # PWM
+PIN_LED = 25
+# ADC inputs
+PIN_PRESSURE_ADC = 26  # ADC0: downstream pressure sensor
+PIN_BATTERY_ADC = 27  # ADC1: battery voltage through a divider
+# UART0, the alternative link to USB CDC
+PIN_UART_TX = 0
+PIN_UART_RX = 1
+
+DIR_DELIVER = 1  # level of PIN_DIR that drives the plunger towards the outlet
+STEP_PULSE_US = 2  # step pulse width (A4988 needs >= 1 us)
+
+# Plant
+STEP_NL = 250  # volume per motor step (lead screw pitch x syringe bore / steps per turn)
+RESERVOIR_NL = 20_000_000  # 20 mL model
+
+# Link: "usb" (USB CDC stdin/stdout) or "uart0"
+LINK = "usb"
+UART_BAUD = 115200

@@ -1,0 +1,60 @@
+# Protocol requests -> pump actions -> responses. Pure: it sees decoded values, never bytes.
+
+from firmware.core.pump import Refused
+from protocol import messages as m
+
+
+class Dispatcher:
+    def __init__(self, pump, identity):
+        """identity: (board_id bytes, firmware version str)."""
+        self.pump = pump
+        self.board_id, self.fw_version = identity
+        self.frame_errors = 0
+        self._handlers = {
+            m.GET_INFO: self._info,
+            m.GET_STATUS: self._status,
+            m.SET_CONTINUOUS: self._set_continuous,
+            m.STOP: self._stop,
+        }
+
+    def handle(self, mtype, values):
+        """Answer a valid request: (response type, response values)."""
+        try:
+            return mtype | 0x80, self._handlers[mtype](values)
+        except Refused as e:
+            return m.ERROR, (e.code, mtype, e.reason)
+        except Exception as e:  # a firmware bug must not stop delivery: report it, go on
+            return m.ERROR, (m.ERR_INTERNAL, mtype, "internal error: %s" % e)
+
+    def error(self, code, request_type, reason):
+        """Answer a frame the codec refused, and count it."""
+        self.frame_errors = (self.frame_errors + 1) & 0xFFFF
+        return m.ERROR, (code, request_type, reason)
+
+    def _info(self, values):
+        p = self.pump
+        return (m.VERSION, self.board_id, p.reservoir_nl, p.step_nl, self.fw_version)
+
+    def _status(self, values):
+        p = self.pump
+        return (
+            p.mode,
+            p.daily_dose_ng,
+            p.concentration,
+            p.rate_nl_day(),
+            p.delivered_nl() & 0xFFFFFFFF,
+            p.delivered_ng,
+            p.volume_nl,
+            p.uptime_s,
+            self.frame_errors,
+        )
+
+    def _set_continuous(self, values):
+        dose, conc = values
+        self.pump.set_continuous(dose, conc)
+        return (dose, conc, self.pump.rate_nl_day())
+
+    def _stop(self, values):
+        reason, confirm = values
+        self.pump.stop(reason, confirm)
+        return (reason,)

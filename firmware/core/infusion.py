@@ -1,0 +1,61 @@
+# Dose -> volume -> motor steps, in integers. The time between steps is the exact rational
+#   interval_ms = step_nl * concentration * 86400 / daily_dose_ng
+# split once, when a program is set, into a whole part and a remainder; an accumulator carries
+# the remainder from step to step (Bresenham), so step k falls within 1 ms of its ideal time
+# and no error builds up, however long the program runs. The steady state only adds and
+# compares small ints: it never allocates on MicroPython.
+
+DAY_S = 86400
+NONE = -1  # ms_until_next() when no step is scheduled
+
+
+def rate_nl_per_day(daily_dose_ng, concentration):
+    """Volume per day for a dose (ng/day) at a concentration (mcg/mL), rounded to 1 nL."""
+    # 1 mcg/mL = 1 ng/uL = 1/1000 ng/nL, so nL/day = ng/day * 1000 / (mcg/mL).
+    return (daily_dose_ng * 1000 + concentration // 2) // concentration
+
+
+class Infusion:
+    """When the next motor step is due, for a constant daily dose."""
+
+    def __init__(self, step_nl):
+        self.step_nl = step_nl
+        self.stop()
+
+    def stop(self):
+        self.whole = 0  # ms per step, integer part
+        self.rem = 0  # remainder, in units of 1/divisor ms
+        self.divisor = 0  # daily dose in ng/day; 0 when stopped
+        self.acc = 0  # carried remainder, 0 <= acc < divisor
+        self.wait = NONE  # ms until the next step
+
+    def start(self, daily_dose_ng, concentration):
+        """Run at a new rate. The first step falls one full interval from now."""
+        num = self.step_nl * concentration * DAY_S  # may exceed a small int: done once here
+        self.whole = num // daily_dose_ng
+        self.rem = num % daily_dose_ng
+        self.divisor = daily_dose_ng
+        self.acc = 0
+        self.wait = 0
+        self._schedule_next()
+
+    def _schedule_next(self):
+        self.wait += self.whole
+        self.acc += self.rem
+        if self.acc >= self.divisor:
+            self.acc -= self.divisor
+            self.wait += 1
+
+    def advance(self, elapsed_ms):
+        """Let elapsed_ms pass; return how many steps fell due."""
+        if self.divisor == 0:
+            return 0
+        self.wait -= elapsed_ms
+        due = 0
+        while self.wait <= 0:
+            due += 1
+            self._schedule_next()
+        return due
+
+    def ms_until_next(self):
+        return self.wait if self.divisor else NONE

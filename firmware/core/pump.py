@@ -1,0 +1,90 @@
+# The pump's state: mode, the program in force, delivered totals and the reservoir.
+# Pure logic: time comes in as elapsed milliseconds, steps go out as a count.
+
+from firmware.core.infusion import Infusion, rate_nl_per_day
+from protocol import messages as m
+
+
+class Refused(Exception):
+    """A command the pump will not carry out: a protocol error code and a reason."""
+
+    def __init__(self, code, reason):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Pump:
+    def __init__(self, step_nl, reservoir_nl, volume_nl):
+        self.step_nl = step_nl
+        self.reservoir_nl = reservoir_nl  # capacity
+        self.volume_nl = volume_nl  # drug left in the reservoir
+        self.mode = m.MODE_STOPPED
+        self.daily_dose_ng = 0
+        self.concentration = 0
+        self.stop_reason = 0
+        self.infusion = Infusion(step_nl)
+        self.delivered_steps = 0
+        self.delivered_ng = 0
+        self._pg = 0  # dose remainder below 1 ng, in pg
+        self._pg_per_step = 0
+        self.uptime_s = 0
+        self._ms = 0  # uptime below 1 s: keeps every counter a small int
+
+    # -- commands -------------------------------------------------------------------------
+
+    def set_continuous(self, daily_dose_ng, concentration):
+        self.daily_dose_ng = daily_dose_ng
+        self.concentration = concentration
+        # 1 nL at C mcg/mL holds C pg.
+        self._pg_per_step = self.step_nl * concentration
+        self.infusion.start(daily_dose_ng, concentration)
+        self.mode = m.MODE_CONTINUOUS
+        self.stop_reason = 0
+
+    def stop(self, reason, confirm):
+        if confirm != m.STOP_CONFIRM:
+            raise Refused(m.ERR_NOT_CONFIRMED, "stop needs the confirmation word 0x%08X"
+                          % m.STOP_CONFIRM)
+        self.infusion.stop()
+        self.mode = m.MODE_STOPPED
+        self.stop_reason = reason
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def advance(self, elapsed_ms):
+        """Let elapsed_ms pass. Returns the motor steps to make now (never more than the
+        reservoir holds)."""
+        self._ms += elapsed_ms
+        if self._ms >= 1000:
+            self.uptime_s += self._ms // 1000
+            self._ms %= 1000
+        due = self.infusion.advance(elapsed_ms)
+        if due == 0:
+            return 0
+        left = self.volume_nl // self.step_nl
+        if due > left:
+            due = left
+        self.delivered_steps += due
+        self.volume_nl -= due * self.step_nl
+        self._pg += due * self._pg_per_step
+        if self._pg >= 1000:
+            self.delivered_ng += self._pg // 1000
+            self._pg %= 1000
+        return due
+
+    def ms_until_next(self):
+        """Milliseconds until the next step is due, or -1 if none is scheduled."""
+        if self.volume_nl < self.step_nl:
+            return -1
+        return self.infusion.ms_until_next()
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def rate_nl_day(self):
+        if self.mode == m.MODE_STOPPED:
+            return 0
+        return rate_nl_per_day(self.daily_dose_ng, self.concentration)
+
+    def delivered_nl(self):
+        return self.delivered_steps * self.step_nl

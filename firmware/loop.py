@@ -1,0 +1,86 @@
+# The event loop: advance the pump to now, make the steps that fell due, answer input, then
+# sleep until the next deadline or the next input byte. It never busy-waits.
+
+import time
+
+from firmware import config, version
+from firmware.core.dispatch import Dispatcher
+from firmware.core.pump import Pump
+from protocol import codec, framing
+from protocol import messages as m
+
+
+class Loop:
+    def __init__(self, board):
+        self.board = board
+        self.pump = Pump(config.STEP_NL, config.RESERVOIR_NL, config.RESERVOIR_NL)
+        self.dispatcher = Dispatcher(self.pump, (board.unique_id(), version.VERSION))
+        self.reader = framing.FrameReader()
+        self.decoded = codec.Decoded()
+        self.encoder = codec.Encoder()
+        self.last = time.ticks_ms()
+        # The last answer, kept so that a host retrying the same request (same sequence
+        # number and CRC) gets it again instead of having the command run twice.
+        self.answered_seq = -1
+        self.answered_crc = bytearray(m.CRC_SIZE)
+        self.answer_cache = bytearray(framing.MAX_ENCODED)
+        self.answer_len = 0
+
+    def run(self):
+        while True:
+            self.once()
+
+    def once(self):
+        now = time.ticks_ms()
+        steps = self.pump.advance(time.ticks_diff(now, self.last))
+        self.last = now
+        if steps:
+            self.board.stepper.step(steps)
+        if not self.read_input():
+            self.board.link.wait(self.pump.ms_until_next())
+
+    def read_input(self):
+        """Feed waiting bytes to the frame reader; answer each complete frame.
+        Returns True if any byte was read."""
+        link = self.board.link
+        got = False
+        while True:
+            b = link.read_byte()
+            if b < 0:
+                return got
+            got = True
+            r = self.reader.push(b)
+            if r == framing.FRAME:
+                self.answer()
+                return True  # let the loop catch up on time before reading on
+            if r == framing.BAD_COBS:
+                self.reply(m.SEQ_UNSOLICITED, *self.dispatcher.error(
+                    m.ERR_BAD_COBS, 0, "bad COBS encoding"))
+            elif r == framing.OVERSIZE:
+                self.reply(m.SEQ_UNSOLICITED, *self.dispatcher.error(
+                    m.ERR_OVERSIZE, 0, "frame over %d bytes" % m.MAX_FRAME))
+
+    def answer(self):
+        d = self.decoded
+        frame = self.reader.frame
+        if codec.decode(frame, self.reader.length, d):
+            self.reply(d.seq, *self.dispatcher.error(d.error, d.type, d.reason))
+            return
+        crc_at = self.reader.length - m.CRC_SIZE
+        if d.seq == self.answered_seq and frame[crc_at : crc_at + m.CRC_SIZE] == self.answered_crc:
+            self.board.link.write(memoryview(self.answer_cache)[: self.answer_len])
+            return
+        wire = self.reply(d.seq, *self.dispatcher.handle(d.type, d.values))
+        self.answered_seq = d.seq
+        self.answered_crc[:] = frame[crc_at : crc_at + m.CRC_SIZE]
+        self.answer_len = len(wire)
+        self.answer_cache[: self.answer_len] = wire
+
+    def reply(self, seq, mtype, values):
+        wire = self.encoder.encode(mtype, seq, values)
+        self.board.link.write(wire)
+        return wire
+
+
+def main(board):
+    Loop(board).run()

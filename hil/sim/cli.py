@@ -1,0 +1,93 @@
+"""pumpsim: run the unchanged firmware on a virtual Pico; reach it on a pty or a socket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from hil.sim.clock import MANUAL, MAX
+from hil.sim.control import ControlServer
+from hil.sim.ports import PtyPort, TcpPort
+from hil.sim.simulator import Simulator
+
+
+def parse_speed(text: str) -> float:
+    if text == "max":
+        return MAX
+    try:
+        speed = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError("speed is a number (x real time), 0 or 'max'") from e
+    if speed < 0:
+        raise argparse.ArgumentTypeError("speed must be >= 0")
+    return speed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="pumpsim",
+        description="Run the intrapump firmware on a simulated Pico and plant.",
+    )
+    ap.add_argument(
+        "--speed",
+        type=parse_speed,
+        default=1.0,
+        help="virtual time as a multiple of real time; 'max' runs as fast as the firmware's "
+        "deadlines allow; 0 pauses time until the rig advances it (default: 1)",
+    )
+    ap.add_argument("--port", type=int, default=0, help="TCP port for the pump (default: any)")
+    ap.add_argument("--control-port", type=int, default=0, help="TCP port for the rig control")
+    ap.add_argument("--board-id", help="16 hex digits reported as the board's unique id")
+    ap.add_argument("--json", action="store_true", help="print the endpoints as one JSON line")
+    args = ap.parse_args(argv)
+    out = sys.stdout  # saved: the firmware takes sys.stdout over as its USB CDC
+
+    kw = {}
+    if args.board_id:
+        kw["board_id"] = bytes.fromhex(args.board_id)
+    sim = Simulator(speed=args.speed, **kw)
+    pty = PtyPort(sim.link)
+    tcp = TcpPort(sim.link, port=args.port)
+    control = ControlServer(sim, port=args.control_port)
+    sim.start()
+
+    endpoints = {
+        "pty": pty.path,
+        "url": tcp.url,
+        "control": f"{control.host}:{control.port}",
+        "speed": "max" if args.speed == MAX else args.speed,
+    }
+    if args.json:
+        out.write(json.dumps(endpoints) + "\n")
+    else:
+        speed = {MAX: "as fast as deadlines allow", MANUAL: "paused (rig advances time)"}.get(
+            args.speed, f"x{args.speed:g} real time"
+        )
+        out.write(
+            f"intrapump simulator: firmware/main.py on a virtual Pico, {speed}\n"
+            f"  pty:     {pty.path}\n"
+            f"  socket:  {tcp.url}\n"
+            f"  control: {control.host}:{control.port} (JSON lines)\n"
+            f"try: pumpctl --port {tcp.url} status\n"
+            "Ctrl-C stops the simulator.\n"
+        )
+    out.flush()
+
+    signal.signal(signal.SIGTERM, lambda *_: sim.stopped.set())
+    try:
+        while not sim.stopped.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    tcp.close()
+    control.close()
+    if sim.crashed is not None:
+        sys.stderr.write("pumpsim: the firmware crashed (traceback above)\n")
+        return 70
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

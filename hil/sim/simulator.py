@@ -1,0 +1,100 @@
+"""The simulator: the unchanged firmware files running under CPython on fake MicroPython
+modules, wired to a plant, a virtual link and a virtual clock."""
+
+from __future__ import annotations
+
+import importlib
+import runpy
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from hil.sim import fakes_state
+from hil.sim.clock import MANUAL, VirtualClock
+from hil.sim.link import VirtualLink
+from hil.sim.plant import Plant
+
+REPO = Path(__file__).resolve().parents[2]
+FIRMWARE_MAIN = REPO / "firmware" / "main.py"
+# Every board-side module the firmware may import; they are imported with the fakes bound.
+BOARD_PACKAGES = ("firmware", "protocol")
+SWAPPED = ("time", "select")  # CPython has these too: the firmware gets ours
+FAKES = ("machine", "rp2", "micropython", "time", "select")
+DEFAULT_BOARD_ID = bytes.fromhex("e66118604b3c2a21")
+DEFAULT_EPOCH_S = 1_798_761_600  # 2027-01-01T00:00:00Z: the pump clock until set
+
+
+class Simulator:
+    def __init__(
+        self,
+        speed: float = MANUAL,
+        board_id: bytes = DEFAULT_BOARD_ID,
+        epoch_s: int = DEFAULT_EPOCH_S,
+    ):
+        self.cond = threading.Condition()
+        self.clock = VirtualClock(self.cond, speed)
+        self.link = VirtualLink(self.cond)
+        self.board_id = board_id
+        self.epoch_s = epoch_s
+        self.bootsel_held = False
+        self.kbd_intr = 3
+        self.reset_cause = 1  # PWRON_RESET
+        self.boots = 0
+        self.crashed: BaseException | None = None
+        self.crash_text = ""
+        self.stopped = threading.Event()
+        fakes_state.bind(self)
+        self._fake_modules = {name: importlib.import_module(f"hil.sim.fakes.{name}")
+                              for name in FAKES}
+        self.config = self._import_firmware()
+        self.plant = Plant(self.config)
+
+    def _import_firmware(self) -> ModuleType:
+        """(Re)import the board-side modules with the fakes where MicroPython's modules go."""
+        for name in list(sys.modules):
+            if name.split(".")[0] in BOARD_PACKAGES and name != "protocol.host_codec":
+                del sys.modules[name]
+        saved = {name: sys.modules.get(name) for name in SWAPPED}
+        sys.modules.update(self._fake_modules)
+        try:
+            for name in ("firmware.config", "firmware.board", "firmware.loop"):
+                importlib.import_module(name)
+        finally:
+            for name, mod in saved.items():
+                if mod is not None:
+                    sys.modules[name] = mod
+        return sys.modules["firmware.config"]
+
+    def _run_firmware(self) -> None:
+        # The firmware's USB CDC is this process's stdin/stdout; our own output goes to stderr.
+        sys.stdin = self.link.stdin  # type: ignore[assignment]
+        sys.stdout = self.link.stdout  # type: ignore[assignment]
+        machine = self._fake_modules["machine"]
+        while not self.stopped.is_set():
+            self.boots += 1
+            try:
+                runpy.run_path(str(FIRMWARE_MAIN), run_name="__main__")
+                return  # main.py returned: the board sits at the REPL
+            except machine.Reset:
+                self.reset_cause = machine.SOFT_RESET
+                self.config = self._import_firmware()
+            except BaseException as e:  # a crash is a finding: keep it for the rig to report
+                self.crashed = e
+                self.crash_text = traceback.format_exc()
+                sys.__stderr__.write("firmware crashed:\n" + self.crash_text)
+                self.stopped.set()
+                return
+
+    def start(self) -> threading.Thread:
+        t = threading.Thread(target=self._run_firmware, name="firmware", daemon=True)
+        t.start()
+        return t
+
+    def advance(self, ms: int) -> int:
+        with self.cond:
+            return self.clock.advance(ms)
+
+    def now_ms(self) -> int:
+        return self.clock.now_ms()

@@ -1,0 +1,241 @@
+"""PumpClient: typed requests to a pump over any pyserial URL.
+
+    with PumpClient("socket://127.0.0.1:7000") as pump:
+        print(pump.status().delivered_ul)
+        pump.set_continuous(Decimal("400"), 500)
+"""
+
+from __future__ import annotations
+
+import errno
+import queue
+import threading
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+import serial
+import serial.threaded
+
+from host import errors
+from host.units import mcg_to_ng, ng_to_mcg, nl_to_ul
+from protocol import host_codec
+from protocol import messages as m
+from protocol.host_codec import DecodeError, Message
+
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_RETRIES = 2
+_STOP_REASONS = {label: value for value, label in m.ENUMS["stop_reason"]}
+
+
+@dataclass(frozen=True)
+class Info:
+    protocol_version: int
+    fw_version: str
+    board_id: str
+    reservoir_ml: Decimal
+    step_nl: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Status:
+    mode: str
+    daily_dose_mcg: Decimal
+    concentration_mcg_ml: int
+    rate_ul_day: Decimal
+    delivered_ul: Decimal
+    delivered_mcg: Decimal
+    reservoir_ul: Decimal
+    uptime_s: int
+    frame_errors: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
+
+
+class _Packets(serial.threaded.Packetizer):
+    """Hands each 0x00-delimited block from the reader thread to the client's inbox."""
+
+    TERMINATOR = b"\x00"
+
+    def __init__(self, inbox: queue.Queue[Any]):
+        super().__init__()
+        self.inbox = inbox
+
+    def handle_packet(self, packet: bytes) -> None:
+        if not packet:
+            return
+        try:
+            self.inbox.put(host_codec.decode(packet))
+        except DecodeError as e:
+            self.inbox.put(e)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.inbox.put(errors.PortLost(f"connection lost: {exc}" if exc else "port closed"))
+        super().connection_lost(exc)
+
+
+def open_port(url: str, baudrate: int = 115200) -> serial.SerialBase:
+    """Open any pyserial URL, turning its failures into one-line typed errors."""
+    try:
+        return serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, exclusive=True)
+    except (serial.SerialException, OSError, ValueError) as e:
+        no = getattr(e, "errno", None)
+        text = str(e)
+        if no == errno.EBUSY or "busy" in text.lower() or "lock" in text.lower():
+            raise errors.PortBusy(f"{url}: port is busy (another program has it open)") from e
+        if no in (errno.ENOENT, errno.ECONNREFUSED) or "No such file" in text or (
+            "refused" in text
+        ):
+            raise errors.PortNotFound(f"{url}: no such port or nothing listening") from e
+        raise errors.LinkError(f"{url}: cannot open: {text}") from e
+
+
+class PumpClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        baudrate: int = 115200,
+    ):
+        self.url = url
+        self.timeout = timeout
+        self.retries = retries
+        self.baudrate = baudrate
+        self._inbox: queue.Queue[Any] = queue.Queue()
+        self._reader: serial.threaded.ReaderThread | None = None
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def open(self) -> PumpClient:
+        port = open_port(self.url, self.baudrate)
+        reader = serial.threaded.ReaderThread(port, lambda: _Packets(self._inbox))
+        reader.start()
+        reader.connect()
+        port.timeout = 0.05  # ReaderThread sets 1 s on ports without cancel_read: close faster
+        self._reader = reader
+        return self
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def __enter__(self) -> PumpClient:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq = self._seq % 0xFFFF + 1  # 1..65535; 0 is the pump's
+        return self._seq
+
+    def request(self, name: str, fields: dict[str, Any] | None = None) -> Message:
+        """Send a request and return its response. A lost or corrupted exchange is retried
+        with the same sequence number; the pump answers a repeat from its cache."""
+        if self._reader is None:
+            raise errors.LinkError("client is not open")
+        with self._lock:
+            mtype = host_codec.type_of(name)
+            seq = self._next_seq()
+            wire = host_codec.encode(mtype, seq, fields)
+            garbled: DecodeError | None = None
+            for _attempt in range(self.retries + 1):
+                self._write(wire)
+                got = self._await(seq)
+                if isinstance(got, Message):
+                    return self._check(mtype, got)
+                garbled = got or garbled
+            if garbled is not None:
+                raise errors.GarbledResponse(
+                    f"{self.url}: unreadable response ({garbled}); is it running intrapump?"
+                )
+            raise errors.NoResponse(
+                f"{self.url}: no response in {self.timeout:g} s "
+                f"({self.retries + 1} attempts); is the pump running intrapump firmware?"
+            )
+
+    def _write(self, wire: bytes) -> None:
+        assert self._reader is not None
+        try:
+            self._reader.write(wire)
+        except (serial.SerialException, OSError) as e:
+            raise errors.PortLost(f"{self.url}: write failed: {e}") from e
+
+    def _await(self, seq: int) -> Message | DecodeError | None:
+        """The response to seq; a DecodeError or None (timeout) means: try again."""
+        garbled: DecodeError | None = None
+        while True:
+            try:
+                item = self._inbox.get(timeout=self.timeout)
+            except queue.Empty:
+                return garbled
+            if isinstance(item, errors.PortLost):
+                raise errors.PortLost(f"{self.url}: {item}")
+            if isinstance(item, DecodeError):
+                garbled = item
+                continue
+            if item.seq == seq:
+                return item
+            if item.seq == m.SEQ_UNSOLICITED and item.type == m.ERROR:
+                # The pump could not read a frame (ours, corrupted on the way): resend.
+                return None
+            # A late answer to an earlier attempt or an unsolicited frame: not ours.
+
+    def _check(self, mtype: int, msg: Message) -> Message:
+        if msg.type == m.ERROR:
+            raise errors.from_code(msg["code"], msg["reason"], msg["request_type"])
+        if msg.type != mtype | 0x80:
+            raise errors.UnexpectedResponse(f"{msg.name} in answer to 0x{mtype:02x}")
+        return msg
+
+    # -- typed commands --------------------------------------------------------------------
+
+    def info(self) -> Info:
+        r = self.request("GET_INFO")
+        return Info(
+            protocol_version=r["protocol_version"],
+            fw_version=r["fw_version"],
+            board_id=r["board_id"].hex(),
+            reservoir_ml=nl_to_ul(r["reservoir_nl"]) / 1000,
+            step_nl=r["step_nl"],
+        )
+
+    def status(self) -> Status:
+        r = self.request("GET_STATUS")
+        return Status(
+            mode=r["mode"],
+            daily_dose_mcg=ng_to_mcg(r["daily_dose_ng"]),
+            concentration_mcg_ml=r["concentration"],
+            rate_ul_day=nl_to_ul(r["rate_nl_day"]),
+            delivered_ul=nl_to_ul(r["delivered_nl"]),
+            delivered_mcg=ng_to_mcg(r["delivered_ng"]),
+            reservoir_ul=nl_to_ul(r["reservoir_nl"]),
+            uptime_s=r["uptime_s"],
+            frame_errors=r["frame_errors"],
+        )
+
+    def set_continuous(self, daily_dose_mcg: Decimal | int | str, concentration: int) -> Message:
+        """Program simple continuous infusion (daily dose in mcg/day, concentration in mcg/mL)."""
+        return self.request(
+            "SET_CONTINUOUS",
+            {"daily_dose_ng": mcg_to_ng(daily_dose_mcg), "concentration": int(concentration)},
+        )
+
+    def stop(self, reason: str = "clinician_decision", *, confirm: bool = False) -> Message:
+        """Stop delivery. The pump refuses unless confirm=True (it sends the confirmation)."""
+        if reason not in _STOP_REASONS:
+            raise ValueError(f"reason must be one of {', '.join(_STOP_REASONS)}")
+        return self.request(
+            "STOP", {"reason": reason, "confirm": m.STOP_CONFIRM if confirm else 0}
+        )

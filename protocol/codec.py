@@ -1,0 +1,151 @@
+# Board-side codec: struct layouts built from the message table, frame validation in the
+# order the error codes are documented, and encoding into preallocated buffers.
+
+import binascii
+import struct
+
+from protocol import framing
+from protocol import messages as m
+
+
+class Layout:
+    """A message's wire layout: fixed fields in one struct format, then an optional string."""
+
+    def __init__(self, row):
+        self.type = row[0]
+        self.name = row[1]
+        self.kind = row[2]
+        self.fields = row[3]
+        fmt = "<"
+        self.has_str = False
+        for i, f in enumerate(self.fields):
+            if f[1] == "str":
+                if i != len(self.fields) - 1:
+                    raise ValueError("str field must be last: " + self.name)
+                self.has_str = True
+            else:
+                fmt += f[1]
+        self.fmt = fmt
+        self.fixed_size = struct.calcsize(fmt)
+        self.n_fixed = len(self.fields) - (1 if self.has_str else 0)
+
+
+LAYOUTS = {}
+for _row in m.MESSAGES:
+    LAYOUTS[_row[0]] = Layout(_row)
+
+
+def check_range(layout, values):
+    """Index of the first integer field outside its range, or -1."""
+    fields = layout.fields
+    for i in range(layout.n_fixed):
+        f = fields[i]
+        lo = f[2]
+        if lo is not None and not lo <= values[i] <= f[3]:
+            return i
+    return -1
+
+
+class Decoded:
+    """Result of decoding one frame. error is 0 when the frame is a valid request."""
+
+    def __init__(self):
+        self.error = 0
+        self.reason = ""
+        self.type = 0
+        self.seq = m.SEQ_UNSOLICITED
+        self.values = ()
+
+
+def decode(frame, length, out, expect="req"):
+    """Validate and decode frame[:length] into `out` (a Decoded). Returns out.error."""
+    out.type = 0
+    out.seq = m.SEQ_UNSOLICITED
+    out.values = ()
+    out.reason = ""
+    if length < m.HEADER_SIZE + m.CRC_SIZE:
+        return _fail(out, m.ERR_TRUNCATED, "frame of %d bytes" % length)
+    body = length - m.CRC_SIZE
+    crc = struct.unpack_from("<I", frame, body)[0]
+    if binascii.crc32(memoryview(frame)[:body]) != crc:
+        return _fail(out, m.ERR_BAD_CRC, "CRC mismatch")
+    version, mtype, flags, seq = struct.unpack_from(m.HEADER_FORMAT, frame, 0)
+    out.seq = seq
+    out.type = mtype
+    if version != m.VERSION:
+        return _fail(out, m.ERR_BAD_VERSION, "version %d; supported: %d" % (version, m.VERSION))
+    if flags & ~m.FLAGS_KNOWN:
+        return _fail(out, m.ERR_BAD_FLAGS, "flags 0x%02x" % flags)
+    layout = LAYOUTS.get(mtype)
+    if layout is None or layout.kind != expect:
+        return _fail(out, m.ERR_UNKNOWN_TYPE, "type 0x%02x" % mtype)
+    start = m.HEADER_SIZE
+    size = body - start
+    if layout.has_str:
+        ok = size >= layout.fixed_size + 1 and size == layout.fixed_size + 1 + frame[
+            start + layout.fixed_size]
+    else:
+        ok = size == layout.fixed_size
+    if not ok:
+        return _fail(out, m.ERR_BAD_LENGTH, "%s payload of %d bytes" % (layout.name, size))
+    values = struct.unpack_from(layout.fmt, frame, start)
+    if layout.has_str:
+        at = start + layout.fixed_size
+        n = frame[at]
+        f = layout.fields[-1]
+        try:
+            text = bytes(frame[at + 1 : at + 1 + n]).decode("utf-8")
+        except UnicodeError:
+            return _fail(out, m.ERR_OUT_OF_RANGE, f[0] + " is not UTF-8")
+        if n > f[3]:
+            return _fail(out, m.ERR_OUT_OF_RANGE, "%s longer than %d bytes" % (f[0], f[3]))
+        values = values + (text,)
+    bad = check_range(layout, values)
+    if bad >= 0:
+        f = layout.fields[bad]
+        return _fail(
+            out, m.ERR_OUT_OF_RANGE, "%s=%d outside %d..%d" % (f[0], values[bad], f[2], f[3])
+        )
+    out.values = values
+    return 0
+
+
+def _fail(out, code, reason):
+    out.error = code
+    out.reason = reason
+    return code
+
+
+class Encoder:
+    """Builds wire bytes (COBS-encoded, delimited) into its own preallocated buffers."""
+
+    def __init__(self):
+        self.frame = bytearray(m.MAX_FRAME)
+        self.wire = bytearray(framing.MAX_ENCODED)
+        self.wire_mv = memoryview(self.wire)
+
+    def frame_bytes(self, mtype, seq, values):
+        """Pack header + payload + CRC into self.frame; return the frame length."""
+        layout = LAYOUTS[mtype]
+        buf = self.frame
+        struct.pack_into(m.HEADER_FORMAT, buf, 0, m.VERSION, mtype, 0, seq)
+        at = m.HEADER_SIZE
+        if layout.n_fixed:
+            if layout.has_str:
+                struct.pack_into(layout.fmt, buf, at, *values[: layout.n_fixed])
+            else:
+                struct.pack_into(layout.fmt, buf, at, *values)
+        at += layout.fixed_size
+        if layout.has_str:
+            text = values[-1].encode("utf-8")[: layout.fields[-1][3]]
+            buf[at] = len(text)
+            buf[at + 1 : at + 1 + len(text)] = text
+            at += 1 + len(text)
+        struct.pack_into("<I", buf, at, binascii.crc32(memoryview(buf)[:at]))
+        return at + m.CRC_SIZE
+
+    def encode(self, mtype, seq, values):
+        """Wire bytes for a message, as a memoryview into self.wire (valid until next call)."""
+        n = self.frame_bytes(mtype, seq, values)
+        w = framing.cobs_encode(self.frame, n, self.wire)
+        return self.wire_mv[:w]

@@ -1,0 +1,179 @@
+"""Host-side codec: construct structures built from the message table (protocol/messages.py).
+
+Host only (imports construct); the board uses protocol/codec.py, built from the same table.
+"""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass, field
+from typing import Any
+
+import construct as cs
+from cobs import cobs
+
+from protocol import messages as m
+
+_INT_KINDS = {
+    "B": cs.Int8ul,
+    "H": cs.Int16ul,
+    "I": cs.Int32ul,
+    "b": cs.Int8sl,
+    "h": cs.Int16sl,
+    "i": cs.Int32sl,
+}
+
+ERROR_NAMES: dict[int, str] = {code: name for code, name, _ in m.ERRORS}
+ERROR_CODES: dict[str, int] = {name: code for code, name, _ in m.ERRORS}
+MESSAGE_NAMES: dict[int, str] = {row[0]: row[1] for row in m.MESSAGES}
+MESSAGE_TYPES: dict[str, int] = {row[1]: row[0] for row in m.MESSAGES}
+
+
+def _field(f: tuple) -> cs.Construct:
+    name, kind, _lo, _hi, enum, _unit = f
+    if kind == "str":
+        sub: cs.Construct = cs.PascalString(cs.Int8ul, "utf8")
+    elif kind.endswith("s"):
+        sub = cs.Bytes(int(kind[:-1]))
+    else:
+        sub = _INT_KINDS[kind]
+        if enum:
+            sub = cs.Enum(sub, **{label: value for value, label in m.ENUMS[enum]})
+    return name / sub
+
+
+PAYLOADS: dict[int, cs.Struct] = {
+    row[0]: cs.Struct(*[_field(f) for f in row[3]], cs.Terminated) for row in m.MESSAGES
+}
+
+Header = cs.Struct(
+    "version" / cs.Int8ul,
+    "type" / cs.Int8ul,
+    "flags" / cs.Int8ul,
+    "seq" / cs.Int16ul,
+)
+
+# A decoded frame (after COBS): header, payload, CRC-32 over both. Parse with size=len(frame).
+Frame = cs.Struct(
+    "body"
+    / cs.RawCopy(
+        cs.Struct(
+            "header" / Header,
+            "payload"
+            / cs.FixedSized(
+                cs.this._params.size - m.HEADER_SIZE - m.CRC_SIZE,
+                cs.Switch(cs.this.header.type, PAYLOADS, default=cs.GreedyBytes),
+            ),
+        )
+    ),
+    "crc" / cs.Checksum(cs.Int32ul, binascii.crc32, cs.this.body.data),
+)
+
+
+class DecodeError(Exception):
+    """A frame the host cannot read; `code` is the protocol error name (e.g. BAD_CRC)."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Message:
+    type: int
+    seq: int
+    fields: dict[str, Any] = field(default_factory=dict)
+    version: int = m.VERSION
+    flags: int = 0
+
+    @property
+    def name(self) -> str:
+        return MESSAGE_NAMES.get(self.type, f"0x{self.type:02x}")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+
+def _plain(value: Any) -> Any:
+    # Enum values parse as EnumIntegerString; give callers a plain label.
+    if isinstance(value, cs.EnumIntegerString):
+        return str(value)
+    return value
+
+
+def type_of(name_or_type: str | int) -> int:
+    if isinstance(name_or_type, int):
+        return name_or_type
+    return MESSAGE_TYPES[name_or_type]
+
+
+def build_payload(mtype: int, fields: dict[str, Any]) -> bytes:
+    return PAYLOADS[mtype].build(fields)
+
+
+def build_frame(
+    name_or_type: str | int,
+    seq: int,
+    fields: dict[str, Any] | None = None,
+    *,
+    version: int = m.VERSION,
+    flags: int = 0,
+) -> bytes:
+    """Header + payload + CRC-32 for a message (before COBS)."""
+    mtype = type_of(name_or_type)
+    payload = build_payload(mtype, fields or {})
+    size = m.HEADER_SIZE + len(payload) + m.CRC_SIZE
+    header = dict(version=version, type=mtype, flags=flags, seq=seq)
+    return Frame.build(
+        dict(body=dict(value=dict(header=header, payload=fields or {}))), size=size
+    )
+
+
+def encode(
+    name_or_type: str | int, seq: int, fields: dict[str, Any] | None = None, **kw: Any
+) -> bytes:
+    """Wire bytes: the COBS-encoded frame and its 0x00 delimiter."""
+    return cobs.encode(build_frame(name_or_type, seq, fields, **kw)) + b"\x00"
+
+
+def parse_frame(frame: bytes) -> Message:
+    """Decode a frame (after COBS). Raises DecodeError with the matching protocol error."""
+    if len(frame) > m.MAX_FRAME:
+        raise DecodeError("OVERSIZE", f"frame of {len(frame)} bytes")
+    if len(frame) < m.HEADER_SIZE + m.CRC_SIZE:
+        raise DecodeError("TRUNCATED", f"frame of {len(frame)} bytes")
+    try:
+        parsed = Frame.parse(frame, size=len(frame))
+    except cs.ChecksumError as e:
+        raise DecodeError("BAD_CRC", "CRC mismatch") from e
+    except cs.ConstructError as e:
+        header = Header.parse(frame)
+        if header.version != m.VERSION:
+            raise DecodeError("BAD_VERSION", f"version {header.version}") from e
+        raise DecodeError("BAD_LENGTH", f"type 0x{header.type:02x}: {e}") from e
+    header = parsed.body.value.header
+    if header.version != m.VERSION:
+        raise DecodeError("BAD_VERSION", f"version {header.version}")
+    if header.type not in PAYLOADS:
+        raise DecodeError("UNKNOWN_TYPE", f"type 0x{header.type:02x}")
+    payload = parsed.body.value.payload
+    fields = {k: _plain(v) for k, v in payload.items() if not k.startswith("_")}
+    return Message(
+        type=header.type,
+        seq=header.seq,
+        fields=fields,
+        version=header.version,
+        flags=header.flags,
+    )
+
+
+def decode(wire: bytes) -> Message:
+    """Decode one COBS block (with or without its trailing 0x00)."""
+    if wire.endswith(b"\x00"):
+        wire = wire[:-1]
+    try:
+        frame = cobs.decode(wire)
+    except cobs.DecodeError as e:
+        raise DecodeError("BAD_COBS", str(e)) from e
+    return parse_frame(frame)

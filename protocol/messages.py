@@ -1,0 +1,135 @@
+# The wire format's single source of truth: every message, field, range, enum and error code.
+# Board-side: plain tuples and ints only, so it runs on MicroPython. The firmware's struct
+# codec (codec.py) and the host's construct codec (host_codec.py) are both built from it.
+
+VERSION = 1
+
+# Decoded frame: header + payload + CRC-32. Larger frames are refused (ERR_OVERSIZE).
+HEADER_FORMAT = "<BBBH"  # version, type, flags, sequence number
+HEADER_SIZE = 5
+CRC_SIZE = 4
+MAX_FRAME = 128
+MAX_PAYLOAD = MAX_FRAME - HEADER_SIZE - CRC_SIZE
+# Sequence number 0 is never used by a host; the pump sends it on errors about frames whose
+# header cannot be trusted (bad COBS, bad CRC, truncated, oversize) and on unsolicited frames.
+SEQ_UNSOLICITED = 0
+
+# Header flag bits. None are defined in version 1; a frame with any set is refused.
+FLAGS_KNOWN = 0
+
+# Confirmation word a STOP must carry ("STOP" in ASCII): a stop is never an accident.
+STOP_CONFIRM = 0x53544F50
+
+# Enums: name -> ((value, label), ...)
+ENUMS = {
+    "mode": (
+        (0, "stopped"),
+        (1, "continuous"),
+    ),
+    "stop_reason": (
+        (1, "clinician_decision"),
+        (2, "overdose_emergency"),
+        (3, "end_of_therapy"),
+        (4, "surgery_or_maintenance"),
+    ),
+}
+
+# Error codes: (code, name, what it means). The host raises one exception class per code.
+ERRORS = (
+    (1, "OVERSIZE", "frame longer than the maximum frame size"),
+    (2, "TRUNCATED", "frame shorter than header and CRC"),
+    (3, "BAD_CRC", "CRC-32 does not match"),
+    (4, "BAD_COBS", "COBS encoding is invalid"),
+    (5, "BAD_VERSION", "protocol version not supported"),
+    (6, "UNKNOWN_TYPE", "message type not known or not a request"),
+    (7, "BAD_LENGTH", "payload length wrong for the message type"),
+    (8, "OUT_OF_RANGE", "a field is outside its allowed range"),
+    (9, "BAD_FLAGS", "header flags not supported"),
+    (10, "NOT_CONFIRMED", "the command needs an explicit confirmation"),
+    (11, "INVALID_STATE", "the command is not allowed in the pump's present state"),
+    (12, "INTERNAL", "the firmware failed handling the request; delivery goes on"),
+)
+
+# Field: (name, kind, low, high, enum, unit)
+#   kind: struct code (B H I b h i), "Ns" fixed bytes, or "str" (u8 length + UTF-8, at most
+#   `high` bytes; only as the last field). low/high bound integer values; enum names ENUMS.
+# Message: (type, name, kind, fields, doc); kind: "req" (host -> pump), "resp" (pump -> host).
+# A request of type T is answered by type T | 0x80, or by ERROR.
+MESSAGES = (
+    (0x01, "GET_INFO", "req", (), "Identity and capabilities of the pump."),
+    (0x81, "INFO", "resp", (
+        ("protocol_version", "B", 0, 255, None, ""),
+        ("board_id", "8s", None, None, None, "unique id of the microcontroller"),
+        ("reservoir_nl", "I", 0, 0xFFFFFFFF, None, "nL"),
+        ("step_nl", "H", 1, 0xFFFF, None, "nL per motor step"),
+        ("fw_version", "str", 0, 24, None, ""),
+    ), "Identity: protocol and firmware version, board id, reservoir size, step volume."),
+    (0x02, "GET_STATUS", "req", (), "Current state of delivery."),
+    (0x82, "STATUS", "resp", (
+        ("mode", "B", 0, 1, "mode", ""),
+        ("daily_dose_ng", "I", 0, 0xFFFFFFFF, None, "ng/day"),
+        ("concentration", "H", 0, 0xFFFF, None, "mcg/mL"),
+        ("rate_nl_day", "I", 0, 0xFFFFFFFF, None, "nL/day (rounded, for display)"),
+        ("delivered_nl", "I", 0, 0xFFFFFFFF, None, "nL since boot"),
+        ("delivered_ng", "I", 0, 0xFFFFFFFF, None, "ng since boot"),
+        ("reservoir_nl", "I", 0, 0xFFFFFFFF, None, "nL left"),
+        ("uptime_s", "I", 0, 0xFFFFFFFF, None, "s"),
+        ("frame_errors", "H", 0, 0xFFFF, None, "bad frames received since boot"),
+    ), "Mode, program in force, delivered totals, reservoir, uptime, link error count."),
+    (0x03, "SET_CONTINUOUS", "req", (
+        ("daily_dose_ng", "I", 1000, 20000000, None, "ng/day (1 to 20000 mcg/day)"),
+        ("concentration", "H", 1, 2000, None, "mcg/mL"),
+    ), "Program simple continuous infusion: a daily dose at a drug concentration."),
+    (0x83, "SET_CONTINUOUS_OK", "resp", (
+        ("daily_dose_ng", "I", 0, 0xFFFFFFFF, None, "ng/day"),
+        ("concentration", "H", 0, 0xFFFF, None, "mcg/mL"),
+        ("rate_nl_day", "I", 0, 0xFFFFFFFF, None, "nL/day (rounded, for display)"),
+    ), "The program now in force."),
+    (0x04, "STOP", "req", (
+        ("reason", "B", 1, 4, "stop_reason", ""),
+        ("confirm", "I", 0, 0xFFFFFFFF, None, "must equal STOP_CONFIRM"),
+    ), "Stop delivery. Needs a reason and the confirmation word 0x53544F50."),
+    (0x84, "STOPPED", "resp", (
+        ("reason", "B", 1, 4, "stop_reason", ""),
+    ), "Delivery is stopped."),
+    (0xFF, "ERROR", "resp", (
+        ("code", "B", 1, 255, None, "one of ERRORS"),
+        ("request_type", "B", 0, 255, None, "type of the refused request, 0 if unknown"),
+        ("reason", "str", 0, 80, None, "text for a person"),
+    ), "A request was refused or a frame could not be read."),
+)
+
+# Message type ids, for code that names them.
+GET_INFO = 0x01
+INFO = 0x81
+GET_STATUS = 0x02
+STATUS = 0x82
+SET_CONTINUOUS = 0x03
+SET_CONTINUOUS_OK = 0x83
+STOP = 0x04
+STOPPED = 0x84
+ERROR = 0xFF
+
+ERR_OVERSIZE = 1
+ERR_TRUNCATED = 2
+ERR_BAD_CRC = 3
+ERR_BAD_COBS = 4
+ERR_BAD_VERSION = 5
+ERR_UNKNOWN_TYPE = 6
+ERR_BAD_LENGTH = 7
+ERR_OUT_OF_RANGE = 8
+ERR_BAD_FLAGS = 9
+ERR_NOT_CONFIRMED = 10
+ERR_INVALID_STATE = 11
+ERR_INTERNAL = 12
+
+MODE_STOPPED = 0
+MODE_CONTINUOUS = 1
+
+
+def find(type_id):
+    """The table row for a message type, or None."""
+    for row in MESSAGES:
+        if row[0] == type_id:
+            return row
+    return None
