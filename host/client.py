@@ -78,7 +78,7 @@ class _Packets(serial.threaded.Packetizer):
         super().connection_lost(exc)
 
 
-def open_port(url: str, baudrate: int = 115200) -> serial.SerialBase:
+def open_port(url: str, baudrate: int = 115200) -> serial.Serial:
     """Open any pyserial URL, turning its failures into one-line typed errors."""
     try:
         return serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, exclusive=True)
@@ -108,7 +108,7 @@ class PumpClient:
         self.retries = retries
         self.baudrate = baudrate
         self._inbox: queue.Queue[Any] = queue.Queue()
-        self._reader: serial.threaded.ReaderThread | None = None
+        self._reader: serial.threaded.ReaderThread[_Packets] | None = None
         self._seq = 0
         self._lock = threading.Lock()
 

@@ -42,7 +42,7 @@ def _field(f: tuple) -> cs.Construct:
     return name / sub
 
 
-PAYLOADS: dict[int, cs.Struct] = {
+PAYLOADS: dict[int, cs.Construct] = {
     row[0]: cs.Struct(*[_field(f) for f in row[3]], cs.Terminated) for row in m.MESSAGES
 }
 

@@ -25,27 +25,27 @@ class Plant:
         self.delivered_nl = 0
         self.steps = 0
         self.lost_steps = 0  # pulses that moved nothing (syringe empty, wrong direction)
-        self.levels: dict[int, int] = {}  # output pin levels as last driven
+        self.levels: dict[int | str, int] = {}  # output pin levels as last driven
         # Raw 16-bit ADC readings: downstream pressure at rest, a healthy battery.
-        self.adc_values: dict[int, int] = {
+        self.adc_values: dict[int | str, int] = {
             config.PIN_PRESSURE_ADC: 6_000,
             config.PIN_BATTERY_ADC: 52_000,
         }
 
-    def pin_written(self, pin: int, level: int) -> None:
+    def pin_written(self, pin: int | str, level: int) -> None:
         before = self.levels.get(pin, 0)
         self.levels[pin] = level
         if pin == self.cfg.PIN_STEP and level and not before:
             self._step()
 
-    def pin_read(self, pin: int) -> int:
+    def pin_read(self, pin: int | str) -> int:
         """Levels of the plant's inputs to the firmware (switches and sensors are active low,
         pulled up: 1 is idle)."""
         if pin == self.cfg.PIN_END_EMPTY:
             return 0 if self.volume_nl < self.step_nl else 1
         return self.levels.get(pin, 1)
 
-    def adc(self, pin: int) -> int:
+    def adc(self, pin: int | str) -> int:
         return self.adc_values.get(pin, 0)
 
     def _step(self) -> None:

@@ -83,7 +83,7 @@ class Simulator:
             except BaseException as e:  # a crash is a finding: keep it for the rig to report
                 self.crashed = e
                 self.crash_text = traceback.format_exc()
-                sys.__stderr__.write("firmware crashed:\n" + self.crash_text)
+                print("firmware crashed:\n" + self.crash_text, file=sys.stderr, flush=True)
                 self.stopped.set()
                 return
 
