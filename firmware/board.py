@@ -7,21 +7,22 @@ import time
 
 import machine
 import micropython
-import rp2
 
 from firmware import config
 
 
 class UsbLink:
     """The binary protocol over USB CDC (stdin/stdout). Ctrl-C is disabled so that 0x03 in a
-    frame cannot interrupt the firmware; hold BOOTSEL at reset to get the REPL instead."""
+    frame cannot interrupt the firmware; ENTER_REPL (when stopped) or the service jumper at
+    boot gives the REPL back."""
 
     def __init__(self):
         micropython.kbd_intr(-1)
         self._in = sys.stdin.buffer
         self._out = sys.stdout.buffer
+        self._polled = sys.stdin
         self._poll = select.poll()
-        self._poll.register(sys.stdin, select.POLLIN)
+        self._poll.register(self._polled, select.POLLIN)
         self._byte = bytearray(1)
 
     def wait(self, timeout_ms):
@@ -40,6 +41,11 @@ class UsbLink:
     def write(self, data):
         self._out.write(data)
 
+    def close(self):
+        """Hand the link back to the REPL."""
+        self._poll.unregister(self._polled)
+        micropython.kbd_intr(3)
+
 
 class UartLink(UsbLink):
     """The binary protocol over UART0 (pins in config)."""
@@ -50,8 +56,9 @@ class UartLink(UsbLink):
             rx=machine.Pin(config.PIN_UART_RX))
         self._in = self._uart
         self._out = self._uart
+        self._polled = self._uart
         self._poll = select.poll()
-        self._poll.register(self._uart, select.POLLIN)
+        self._poll.register(self._polled, select.POLLIN)
         self._byte = bytearray(1)
 
 
@@ -85,5 +92,6 @@ class Board:
 
 
 def repl_requested():
-    """BOOTSEL held at boot: leave the binary protocol off so the REPL stays usable."""
-    return rp2.bootsel_button() == 1
+    """Service jumper (PIN_SERVICE to GND) at boot: leave the binary protocol off so the REPL
+    stays usable, whatever state the firmware is in."""
+    return machine.Pin(config.PIN_SERVICE, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0

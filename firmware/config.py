@@ -16,6 +16,7 @@ PIN_CAP_VALVE = 9
 PIN_NEEDLE_SEPTUM = 10
 PIN_NEEDLE_CAP = 11
 PIN_BUZZER = 15  # PWM
+PIN_SERVICE = 22  # service jumper: to GND at boot = stay at the REPL (input, pulled up)
 PIN_LED = 25
 # ADC inputs
 PIN_PRESSURE_ADC = 26  # ADC0: downstream pressure sensor

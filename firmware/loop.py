@@ -27,8 +27,10 @@ class Loop:
         self.answer_len = 0
 
     def run(self):
-        while True:
+        """Deliver and answer until a host asks for the REPL (only possible when stopped)."""
+        while not self.dispatcher.repl_requested:
             self.once()
+        self.board.link.close()
 
     def once(self):
         now = time.ticks_ms()

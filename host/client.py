@@ -74,8 +74,9 @@ class _Packets(serial.threaded.Packetizer):
             self.inbox.put(e)
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        # Not super(): serial.threaded's Protocol re-raises exc in the reader thread.
+        self.transport = None
         self.inbox.put(errors.PortLost(f"connection lost: {exc}" if exc else "port closed"))
-        super().connection_lost(exc)
 
 
 def open_port(url: str, baudrate: int = 115200) -> serial.Serial:
@@ -231,6 +232,10 @@ class PumpClient:
             "SET_CONTINUOUS",
             {"daily_dose_ng": mcg_to_ng(daily_dose_mcg), "concentration": int(concentration)},
         )
+
+    def enter_repl(self) -> Message:
+        """Hand the board's link to the MicroPython REPL (to re-flash). Refused unless stopped."""
+        return self.request("ENTER_REPL", {"confirm": m.REPL_CONFIRM})
 
     def stop(self, reason: str = "clinician_decision", *, confirm: bool = False) -> Message:
         """Stop delivery. The pump refuses unless confirm=True (it sends the confirmation)."""

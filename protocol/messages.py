@@ -17,8 +17,9 @@ SEQ_UNSOLICITED = 0
 # Header flag bits. None are defined in version 1; a frame with any set is refused.
 FLAGS_KNOWN = 0
 
-# Confirmation word a STOP must carry ("STOP" in ASCII): a stop is never an accident.
+# Confirmation words ("STOP", "REPL" in ASCII): neither command can happen by accident.
 STOP_CONFIRM = 0x53544F50
+REPL_CONFIRM = 0x5245504C
 
 # Enums: name -> ((value, label), ...)
 ENUMS = {
@@ -92,6 +93,10 @@ MESSAGES = (
     (0x84, "STOPPED", "resp", (
         ("reason", "B", 1, 4, "stop_reason", ""),
     ), "Delivery is stopped."),
+    (0x05, "ENTER_REPL", "req", (
+        ("confirm", "I", 0, 0xFFFFFFFF, None, "must equal REPL_CONFIRM"),
+    ), "Leave the binary protocol for the MicroPython REPL (to re-flash). Only when stopped."),
+    (0x85, "REPL_OK", "resp", (), "The firmware has handed the link to the REPL."),
     (0xFF, "ERROR", "resp", (
         ("code", "B", 1, 255, None, "one of ERRORS"),
         ("request_type", "B", 0, 255, None, "type of the refused request, 0 if unknown"),
@@ -108,6 +113,8 @@ SET_CONTINUOUS = 0x03
 SET_CONTINUOUS_OK = 0x83
 STOP = 0x04
 STOPPED = 0x84
+ENTER_REPL = 0x05
+REPL_OK = 0x85
 ERROR = 0xFF
 
 ERR_OVERSIZE = 1

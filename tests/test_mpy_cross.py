@@ -3,16 +3,15 @@ Board-side: firmware/**/*.py, and protocol/*.py that do not import construct (th
 codec does; it never goes to the board)."""
 
 import ast
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from host.deploy import board_sources
+
 ROOT = Path(__file__).resolve().parents[1]
-# The same rule as tests/mp/run_lane.mjs uses to pick the protocol files for the VM.
-CONSTRUCT_IMPORT = re.compile(r"^\s*(?:import|from)\s+construct\b", re.M)
 NOT_IN_MICROPYTHON = {
     "dataclasses", "enum", "abc", "typing", "pathlib", "logging", "threading", "construct",
     "serial",
@@ -20,12 +19,7 @@ NOT_IN_MICROPYTHON = {
 
 
 def board_files():
-    protocol = [
-        p
-        for p in sorted((ROOT / "protocol").glob("*.py"))
-        if not CONSTRUCT_IMPORT.search(p.read_text(encoding="utf-8"))
-    ]
-    return sorted((ROOT / "firmware").rglob("*.py")) + protocol
+    return board_sources()  # the files make flash copies: one rule, in host/deploy.py
 
 
 def rel(path):

@@ -10,11 +10,13 @@ class Dispatcher:
         self.pump = pump
         self.board_id, self.fw_version = identity
         self.frame_errors = 0
+        self.repl_requested = False
         self._handlers = {
             m.GET_INFO: self._info,
             m.GET_STATUS: self._status,
             m.SET_CONTINUOUS: self._set_continuous,
             m.STOP: self._stop,
+            m.ENTER_REPL: self._enter_repl,
         }
 
     def handle(self, mtype, values):
@@ -58,3 +60,12 @@ class Dispatcher:
         reason, confirm = values
         self.pump.stop(reason, confirm)
         return (reason,)
+
+    def _enter_repl(self, values):
+        if values[0] != m.REPL_CONFIRM:
+            raise Refused(m.ERR_NOT_CONFIRMED, "needs the confirmation word 0x%08X"
+                          % m.REPL_CONFIRM)
+        if self.pump.mode != m.MODE_STOPPED:
+            raise Refused(m.ERR_INVALID_STATE, "delivery is running: stop it before the REPL")
+        self.repl_requested = True
+        return ()

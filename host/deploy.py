@@ -1,0 +1,143 @@
+"""make flash / python -m host.deploy: compile the board-side files with mpy-cross and copy
+them to a Pico running MicroPython with mpremote.
+
+A board already running the pump firmware is first asked to hand its link to the REPL
+(ENTER_REPL), which the firmware refuses while it is delivering: flashing never interrupts
+therapy without a confirmed stop. A board whose firmware does not answer can be brought to
+the REPL with the service jumper (GP22 to GND at reset; see hil/RIG.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from host import errors
+from host.client import PumpClient
+from host.discovery import pick_port
+
+REPO = Path(__file__).resolve().parents[1]
+_CONSTRUCT_IMPORT = re.compile(r"^\s*(?:import|from)\s+construct\b", re.M)
+say = Console(stderr=True, highlight=False)
+
+
+def board_sources() -> list[Path]:
+    """Every file that goes onto the board: firmware/**/*.py and the protocol modules that do
+    not import construct (the host's codec)."""
+    protocol = [
+        p for p in sorted((REPO / "protocol").glob("*.py"))
+        if not _CONSTRUCT_IMPORT.search(p.read_text(encoding="utf-8"))
+    ]
+    return sorted((REPO / "firmware").rglob("*.py")) + protocol
+
+
+def remote_path(src: Path) -> str:
+    """Where a file lives on the board: main.py at the root (MicroPython runs it at boot),
+    packages beside it as .mpy."""
+    rel = src.relative_to(REPO).as_posix()
+    if rel == "firmware/main.py":
+        return "main.py"
+    return rel[:-3] + ".mpy"
+
+
+def build(out: Path) -> list[tuple[Path, str]]:
+    """Compile into out/; return (local file, path on the board) pairs."""
+    plan = []
+    for src in board_sources():
+        dest = remote_path(src)
+        local = out / dest
+        local.parent.mkdir(parents=True, exist_ok=True)
+        if dest.endswith(".py"):
+            local.write_bytes(src.read_bytes())
+        else:
+            proc = subprocess.run(
+                [sys.executable, "-m", "mpy_cross", "-s", src.relative_to(REPO).as_posix(),
+                 "-o", str(local), str(src)],
+                capture_output=True, text=True,
+            )
+            if proc.returncode:
+                raise errors.PumpError(f"mpy-cross failed on {src}: {proc.stderr.strip()}")
+        plan.append((local, dest))
+    return plan
+
+
+def release_link(port: str) -> str:
+    """Ask running pump firmware for the REPL. Returns what was found on the port."""
+    try:
+        with PumpClient(port, timeout=1.0, retries=1) as pump:
+            pump.enter_repl()
+            return "pump firmware handed over the REPL"
+    except (errors.NoResponse, errors.GarbledResponse):
+        return "no pump firmware answering: assuming the REPL is there"
+
+
+def mpremote(port: str, *args: str) -> None:
+    # resume: no soft reset on connect (a soft reset from the raw REPL does not run main.py,
+    # but keep the board exactly as we found it until the final reset).
+    proc = subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", port, "resume", *args],
+        capture_output=True, text=True,
+    )
+    if proc.returncode:
+        raise errors.LinkError(f"mpremote {' '.join(args[:2])}: {proc.stderr.strip()}")
+
+
+def deploy(port: str, plan: list[tuple[Path, str]]) -> None:
+    dirs = sorted({str(Path(dest).parent) for _, dest in plan} - {"."})
+    make_dirs = "import os\n" + "".join(
+        f"try:\n os.mkdir({d!r})\nexcept OSError:\n pass\n" for d in dirs
+    )
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=say
+    ) as bar:
+        task = bar.add_task("copying", total=len(plan) + 2)
+        mpremote(port, "exec", make_dirs)
+        bar.advance(task)
+        for local, dest in plan:
+            bar.update(task, description=f"copying {dest}")
+            mpremote(port, "fs", "cp", str(local), ":" + dest)
+            bar.advance(task)
+        bar.update(task, description="resetting the board")
+        mpremote(port, "reset")
+        bar.advance(task)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="deploy", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--port", "-p", help="the board's port (default: the one Pico on USB)")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="compile and show what would be copied; touch no board")
+    ap.add_argument("--json", action="store_true", help="print the plan as JSON")
+    args = ap.parse_args(argv)
+    try:
+        with tempfile.TemporaryDirectory(prefix="intrapump-build-") as tmp:
+            plan = build(Path(tmp))
+            listing = [{"path": dest, "bytes": local.stat().st_size} for local, dest in plan]
+            if args.json:
+                print(json.dumps({"files": listing, "dry_run": args.dry_run}))
+            else:
+                total = sum(f["bytes"] for f in listing)
+                say.print(f"built {len(plan)} files, {total} bytes")
+            if args.dry_run:
+                return 0
+            port = args.port or pick_port()
+            say.print(f"{port}: {release_link(port)}")
+            deploy(port, plan)
+            say.print(f"[green]flashed {len(plan)} files to {port}; the pump firmware is "
+                      "starting[/]")
+    except errors.PumpError as e:
+        say.print(f"[red]deploy: {e}[/]", soft_wrap=True)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

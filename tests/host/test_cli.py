@@ -1,0 +1,185 @@
+"""pumpctl against the simulator: every command, its --json shape, and every error path."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import serial
+
+from hil.launcher import SimProcess
+from host import cli, discovery
+
+STATUS_KEYS = {
+    "mode", "daily_dose_mcg", "concentration_mcg_ml", "rate_ul_day", "delivered_ul",
+    "delivered_mcg", "reservoir_ul", "uptime_s", "frame_errors",
+}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return code, captured.out, captured.err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
+    code, out, _ = run(capsys, *argv, "--json")
+    return code, json.loads(out)
+
+
+def test_info_json(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    code, data = run_json(capsys, "info", "--port", sim.url)
+    assert code == 0
+    assert data == {
+        "protocol_version": 1,
+        "fw_version": data["fw_version"],
+        "board_id": "e66118604b3c2a21",
+        "reservoir_ml": "20",
+        "step_nl": 250,
+    }
+    assert data["fw_version"].count(".") == 2
+
+
+def test_info_human(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--port", sim.url, "info")
+    assert code == 0
+    assert "board id" in out and "e66118604b3c2a21" in out and "20 mL" in out
+
+
+def test_set_dose_status_stop(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    code, data = run_json(capsys, "set-dose", "412.5", "-c", "500", "--port", sim.url)
+    assert (code, data) == (0, {
+        "mode": "continuous", "daily_dose_mcg": "412.5", "concentration_mcg_ml": 500,
+        "rate_ul_day": "825",
+    })
+    code, status = run_json(capsys, "status", "--port", sim.url)
+    assert code == 0 and set(status) == STATUS_KEYS
+    assert status["mode"] == "continuous" and status["daily_dose_mcg"] == "412.5"
+    code, out, _ = run(capsys, "status", "--port", sim.url)
+    assert "412.5 mcg/day at 500 mcg/mL" in out and "825 uL/day" in out
+    code, data = run_json(capsys, "stop", "--confirm", "--reason", "end_of_therapy",
+                          "--port", sim.url)
+    assert (code, data) == (0, {"mode": "stopped", "reason": "end_of_therapy"})
+    _, status = run_json(capsys, "status", "--port", sim.url)
+    assert status["mode"] == "stopped"
+
+
+def test_status_watch_json_lines(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "status", "--watch", "0.01", "--count", "3", "--json",
+                       "--port", sim.url)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(lines) == 3 and all(set(x) == STATUS_KEYS for x in lines)
+
+
+def test_stop_without_confirm_sends_nothing(
+    sim: SimProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "set-dose", "400", "-c", "500", "--port", sim.url)
+    code, out, err = run(capsys, "stop", "--port", sim.url)
+    assert code == cli.EXIT_USAGE and "needs --confirm" in err
+    _, status = run_json(capsys, "status", "--port", sim.url)
+    assert status["mode"] == "continuous"
+
+
+def test_pump_refusal_exit_4(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    code, data = run_json(capsys, "set-dose", "0.5", "-c", "500", "--port", sim.url)
+    assert code == 4
+    assert data["error"]["type"] == "OutOfRange"
+    assert "daily_dose_ng=500 outside" in data["error"]["message"]
+    code, _, err = run(capsys, "set-dose", "0.5", "-c", "500", "--port", sim.url)
+    assert code == 4 and "pump refused (OUT_OF_RANGE)" in err
+
+
+def test_dose_finer_than_resolution_is_refused_on_host(
+    sim: SimProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "set-dose", "400.0001", "-c", "500", "--port", sim.url)
+    assert code == cli.EXIT_USAGE and "resolution" in err
+    code, _, err = run(capsys, "set-dose", "lots", "-c", "500", "--port", sim.url)
+    assert code == cli.EXIT_USAGE and "not a number" in err
+
+
+# --- the link failing ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["socket://127.0.0.1:1", "/dev/ttyNOPE"])
+def test_missing_port(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, data = run_json(capsys, "status", "--port", url)
+    assert code == 3 and data["error"]["type"] == "PortNotFound"
+    code, _, err = run(capsys, "status", "--port", url)
+    assert err.count("\n") == 1 and "no such port" in err
+
+
+def test_no_port_and_no_pico(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("PUMPCTL_PORT", raising=False)
+    monkeypatch.setattr(discovery, "find_picos", lambda: [])
+    code, _, err = run(capsys, "status")
+    assert code == 3 and "no Pico found" in err
+    monkeypatch.setattr(discovery, "find_picos", lambda: ["/dev/ttyACM0", "/dev/ttyACM1"])
+    code, _, err = run(capsys, "status")
+    assert code == 3 and "several Picos" in err and "/dev/ttyACM1" in err
+
+
+def test_port_from_environment(
+    sim: SimProcess, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PUMPCTL_PORT", sim.url)
+    code, data = run_json(capsys, "info")
+    assert code == 0 and data["step_nl"] == 250
+
+
+def test_busy_port(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    holder = serial.Serial(sim.pty, exclusive=True)
+    try:
+        code, _, err = run(capsys, "status", "--port", sim.pty)
+    finally:
+        holder.close()
+    assert code == 3 and "busy" in err
+    code, _, _ = run(capsys, "status", "--port", sim.pty)
+    assert code == 0  # the pty works once it is free
+
+
+class FakeDevice:
+    """A TCP 'device' that misbehaves: says nothing, talks garbage, or hangs up."""
+
+    def __init__(self, behaviour: str):
+        self.behaviour = behaviour
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"socket://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                while data := conn.recv(4096):
+                    if self.behaviour == "garbage":
+                        conn.sendall(b"\x01\x02garbage\x00")
+                    elif self.behaviour == "hangup":
+                        break
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture(params=["silent", "garbage", "hangup"])
+def bad_device(request: pytest.FixtureRequest) -> Iterator[FakeDevice]:
+    dev = FakeDevice(request.param)
+    yield dev
+    dev.close()
+
+
+def test_misbehaving_device(bad_device: FakeDevice, capsys: pytest.CaptureFixture[str]) -> None:
+    expected = {"silent": "NoResponse", "garbage": "GarbledResponse", "hangup": "PortLost"}
+    code, data = run_json(capsys, "status", "--timeout", "0.2", "--port", bad_device.url)
+    assert code == 3
+    assert data["error"]["type"] == expected[bad_device.behaviour]

@@ -1,0 +1,140 @@
+"""The firmware's link, byte by byte, on the simulator: every bad frame gets its typed error,
+the link resynchronises after garbage, and a retried request is answered, not re-run."""
+
+from __future__ import annotations
+
+import binascii
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+from cobs import cobs
+
+from hil.launcher import SimProcess
+from hil.rig import SimRig
+from protocol import host_codec as hc
+from protocol import messages as m
+from protocol.host_codec import Message
+
+
+class Wire:
+    """A raw connection to the pump: send bytes, read whole frames."""
+
+    def __init__(self, url: str):
+        host, port = url.removeprefix("socket://").rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=5)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def raw_reply(self) -> bytes:
+        while b"\x00" not in self.buf:
+            chunk = self.sock.recv(4096)
+            assert chunk, "pump closed the link"
+            self.buf += chunk
+        block, self.buf = self.buf.split(b"\x00", 1)
+        return block + b"\x00"
+
+    def reply(self) -> Message:
+        return hc.decode(self.raw_reply())
+
+    def ask(self, name: str, seq: int, fields: dict | None = None) -> Message:
+        self.send(hc.encode(name, seq, fields))
+        return self.reply()
+
+
+@pytest.fixture
+def wire(sim: SimProcess) -> Iterator[Wire]:
+    w = Wire(sim.url)
+    yield w
+    w.sock.close()
+
+
+def framed(body: bytes) -> bytes:
+    """COBS-wrap header+payload with a correct CRC."""
+    return cobs.encode(body + struct.pack("<I", binascii.crc32(body))) + b"\x00"
+
+
+def header(mtype: int, seq: int, version: int = m.VERSION, flags: int = 0) -> bytes:
+    return struct.pack(m.HEADER_FORMAT, version, mtype, flags, seq)
+
+
+def assert_error(msg: Message, code: int, seq: int) -> None:
+    assert msg.type == m.ERROR, msg
+    assert (msg["code"], msg.seq) == (code, seq), msg
+
+
+BAD_FRAMES = [
+    # (what, wire bytes, error code, seq the answer carries)
+    ("too short", cobs.encode(b"\x01\x02\x03") + b"\x00", m.ERR_TRUNCATED, 0),
+    ("bad CRC", cobs.encode(header(m.GET_STATUS, 7) + b"\0\0\0\0") + b"\x00", m.ERR_BAD_CRC, 0),
+    ("bad COBS", b"\x05\x01\x00", m.ERR_BAD_COBS, 0),
+    ("oversize", bytes([0xFF] + [0x11] * 254) * 2 + b"\x00", m.ERR_OVERSIZE, 0),
+    ("version 2", framed(header(m.GET_STATUS, 8, version=2)), m.ERR_BAD_VERSION, 8),
+    ("unknown flags", framed(header(m.GET_STATUS, 9, flags=0x80)), m.ERR_BAD_FLAGS, 9),
+    ("unknown type", framed(header(0x42, 10)), m.ERR_UNKNOWN_TYPE, 10),
+    ("a response type", framed(header(m.STATUS, 11)), m.ERR_UNKNOWN_TYPE, 11),
+    ("short payload", framed(header(m.SET_CONTINUOUS, 12) + b"\x01"), m.ERR_BAD_LENGTH, 12),
+    ("dose too high", framed(header(m.SET_CONTINUOUS, 13) + struct.pack("<IH", 10**9, 500)),
+     m.ERR_OUT_OF_RANGE, 13),
+    ("unconfirmed stop", framed(header(m.STOP, 14) + struct.pack("<BI", 1, 0)),
+     m.ERR_NOT_CONFIRMED, 14),
+]
+
+
+@pytest.mark.parametrize(("what", "data", "code", "seq"), BAD_FRAMES, ids=[b[0] for b in BAD_FRAMES])
+def test_bad_frame_gets_typed_error_and_link_goes_on(
+    wire: Wire, what: str, data: bytes, code: int, seq: int
+) -> None:
+    wire.send(data)
+    assert_error(wire.reply(), code, seq)
+    status = wire.ask("GET_STATUS", 20)
+    assert status.type == m.STATUS and status.seq == 20
+    counted = 0 if code == m.ERR_NOT_CONFIRMED else 1  # a refusal is not a bad frame
+    assert status["frame_errors"] == counted
+    assert status["mode"] == "stopped"  # nothing bad changed the therapy
+
+
+def test_version_error_names_the_supported_version(wire: Wire) -> None:
+    wire.send(framed(header(m.GET_INFO, 3, version=9)))
+    assert "supported: 1" in wire.reply()["reason"]
+
+
+def test_garbage_between_frames_is_skipped(wire: Wire) -> None:
+    wire.send(b"\x00\x00line noise \xff\xfe\x00" + hc.encode("GET_INFO", 5))
+    first = wire.reply()
+    assert first.type == m.ERROR and first.seq == 0
+    info = wire.reply()
+    assert info.type == m.INFO and info.seq == 5
+
+
+def test_retry_with_same_seq_is_answered_not_rerun(sim: SimProcess, wire: Wire) -> None:
+    rig = SimRig(sim.control)
+    request = hc.encode("SET_CONTINUOUS", 77, {"daily_dose_ng": 400_000, "concentration": 500})
+    wire.send(request)
+    first = wire.raw_reply()
+    rig.advance(20_000)  # steps fall every 27 s: re-running would restart that interval
+    wire.send(request)
+    assert wire.raw_reply() == first
+    rig.advance(10_000)
+    assert rig.plant()["steps"] == 1  # 30 s after the first and only start
+    # The same seq with different content is a new request, and runs.
+    again = wire.ask("SET_CONTINUOUS", 77, {"daily_dose_ng": 800_000, "concentration": 500})
+    assert again.type == m.SET_CONTINUOUS_OK and again["daily_dose_ng"] == 800_000
+    rig.close()
+
+
+def test_repl_only_when_stopped(sim: SimProcess, wire: Wire) -> None:
+    assert wire.ask("SET_CONTINUOUS", 1, {"daily_dose_ng": 400_000, "concentration": 500}).type \
+        == m.SET_CONTINUOUS_OK
+    assert_error(wire.ask("ENTER_REPL", 2, {"confirm": m.REPL_CONFIRM}), m.ERR_INVALID_STATE, 2)
+    assert_error(wire.ask("ENTER_REPL", 3, {"confirm": 0}), m.ERR_NOT_CONFIRMED, 3)
+    wire.ask("STOP", 4, {"reason": "surgery_or_maintenance", "confirm": m.STOP_CONFIRM})
+    assert wire.ask("ENTER_REPL", 5, {"confirm": m.REPL_CONFIRM}).type == m.REPL_OK
+    # The binary protocol is off now: a request goes unanswered.
+    wire.sock.settimeout(0.5)
+    wire.send(hc.encode("GET_STATUS", 6))
+    with pytest.raises(TimeoutError):
+        wire.raw_reply()
