@@ -39,7 +39,7 @@ flash: setup
 	$(PY) -m host.deploy $(if $(PORT),--port $(PORT))
 
 bench: setup
-	$(PY) -m tests.bench
+	$(PY) -m hil.bench
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis

@@ -111,7 +111,7 @@ def deploy(port: str, plan: list[tuple[Path, str]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="deploy", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="deploy", description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--port", "-p", help="the board's port (default: the one Pico on USB)")
     ap.add_argument("--dry-run", action="store_true",
                     help="compile and show what would be copied; touch no board")

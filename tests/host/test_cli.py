@@ -161,7 +161,7 @@ class FakeDevice:
             except OSError:
                 return
             with conn:
-                while data := conn.recv(4096):
+                while conn.recv(4096):
                     if self.behaviour == "garbage":
                         conn.sendall(b"\x01\x02garbage\x00")
                     elif self.behaviour == "hangup":

@@ -84,7 +84,9 @@ BAD_FRAMES = [
 ]
 
 
-@pytest.mark.parametrize(("what", "data", "code", "seq"), BAD_FRAMES, ids=[b[0] for b in BAD_FRAMES])
+@pytest.mark.parametrize(
+    ("what", "data", "code", "seq"), BAD_FRAMES, ids=[b[0] for b in BAD_FRAMES]
+)
 def test_bad_frame_gets_typed_error_and_link_goes_on(
     wire: Wire, what: str, data: bytes, code: int, seq: int
 ) -> None:

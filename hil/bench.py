@@ -1,0 +1,94 @@
+"""make bench: speed and size figures, measured in one run on this machine, with the targets
+they answer to. Writes reports/bench.json and prints a table."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from hil.launcher import SimProcess
+from host.client import PumpClient
+from host.deploy import build
+from protocol import codec, framing
+from protocol import host_codec as hc
+from protocol import messages as m
+
+DAY_MS = 86_400_000
+STATUS_VALUES = (1, 400_000, 500, 800_000, 123_456, 61_728, 19_876_544, 86_400, 0)
+STATUS_FIELDS = dict(zip([f[0] for f in m.find(m.STATUS)[3]], STATUS_VALUES, strict=True))
+STATUS_FIELDS["mode"] = "continuous"
+
+
+def time_warp(days: int = 20) -> dict[str, float]:
+    """Virtual seconds per real second over days of continuous delivery (20 days at 400
+    mcg/day: 16 mL, inside the 20 mL reservoir), the rig driving the clock."""
+    with SimProcess("0") as sim:
+        with PumpClient(sim.url) as pump:
+            pump.set_continuous("400", 500)
+        rig = sim.rig()
+        t0 = time.perf_counter()
+        rig.advance(days * DAY_MS)
+        real = time.perf_counter() - t0
+        steps = rig.plant()["steps"]
+        rig.close()
+    return {"days": days, "steps": steps, "real_s": real, "warp": days * 86400 / real}
+
+
+def rate(fn, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return n / (time.perf_counter() - t0)
+
+
+def codec_rates(n: int = 20_000) -> dict[str, float]:
+    enc = codec.Encoder()
+    wire = hc.encode("STATUS", 1, STATUS_FIELDS)
+    reader = framing.FrameReader()
+    decoded = codec.Decoded()
+
+    def board_decode() -> None:
+        for b in wire:
+            reader.push(b)
+        codec.decode(reader.frame, reader.length, decoded, expect="resp")
+
+    return {
+        "board_encode_per_s": rate(lambda: enc.encode(m.STATUS, 1, STATUS_VALUES), n),
+        "board_decode_per_s": rate(board_decode, n),
+        "construct_encode_per_s": rate(lambda: hc.encode("STATUS", 1, STATUS_FIELDS), n),
+        "construct_decode_per_s": rate(lambda: hc.decode(wire), n),
+    }
+
+
+def mpy_size() -> int:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return sum(local.stat().st_size for local, _ in build(Path(tmp)))
+
+
+def main() -> int:
+    results = {"time_warp": time_warp(), "codec": codec_rates(), "mpy_bytes": mpy_size()}
+    out = Path("reports")
+    out.mkdir(exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    w, c = results["time_warp"], results["codec"]
+    t = Table(title="intrapump bench (reports/bench.json)")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_column("target")
+    t.add_row(f"simulator time warp, {w['days']} days at 400 mcg/day",
+              f"{w['warp']:,.0f}x ({w['real_s']:.2f} s)", ">= 500,000x (issue 6)")
+    for key, value in c.items():
+        t.add_row(key.replace("_", " "), f"{value:,.0f}", "")
+    t.add_row("firmware .mpy total", f"{results['mpy_bytes']:,} bytes", "")
+    Console().print(t)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
