@@ -9,6 +9,11 @@ from firmware.core.pump import Pump
 from protocol import codec, framing
 from protocol import messages as m
 
+# The longest the loop sleeps. ticks_diff is only valid across less than 2**29 ms (6.2 days)
+# and a stopped pump has no step deadline: waking each minute keeps the clock arithmetic
+# right and gives housekeeping a regular turn.
+MAX_WAIT_MS = 60_000
+
 
 class Loop:
     def __init__(self, board):
@@ -39,7 +44,8 @@ class Loop:
         if steps:
             self.board.stepper.step(steps)
         if not self.read_input():
-            self.board.link.wait(self.pump.ms_until_next())
+            wait = self.pump.ms_until_next()
+            self.board.link.wait(MAX_WAIT_MS if wait < 0 or wait > MAX_WAIT_MS else wait)
 
     def read_input(self):
         """Feed waiting bytes to the frame reader; answer each complete frame.
