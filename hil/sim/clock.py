@@ -27,9 +27,9 @@ class VirtualClock:
 
     def now_ms(self) -> int:
         with self.cond:
-            return self._read()
+            return self.now_locked()
 
-    def _read(self) -> int:
+    def now_locked(self) -> int:
         if 0 < self.speed < MAX:
             t = self._virt0 + int((time.monotonic() - self._real0) * self.speed * 1000)
             if t > self._now:
@@ -46,7 +46,7 @@ class VirtualClock:
 
     def consume(self, ms: int) -> None:
         """The firmware spent ms (sleep_ms): time moves on in every mode."""
-        self._set(self._read() + ms)
+        self._set(self.now_locked() + ms)
         self.target = max(self.target, self._now)
 
     def wait(self, deadline: int | None, ready) -> bool:
@@ -55,7 +55,7 @@ class VirtualClock:
         while True:
             if ready():
                 return True
-            now = self._read()
+            now = self.now_locked()
             if deadline is not None and now >= deadline:
                 return False
             if self.speed == MAX:
@@ -81,7 +81,7 @@ class VirtualClock:
         """Run the firmware until `ms` more virtual ms have passed and it is idle again."""
         if self.speed != MANUAL:
             raise RuntimeError("advance needs a simulator started with --speed 0 (manual)")
-        self.target = self._read() + ms
+        self.target = self.now_locked() + ms
         self.cond.notify_all()
         if not self.cond.wait_for(lambda: self.idle and self._now >= self.target, timeout):
             raise TimeoutError(f"firmware did not reach t={self.target} ms in {timeout} s")

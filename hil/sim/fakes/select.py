@@ -27,7 +27,7 @@ class _Poll:
     def ipoll(self, timeout: int = -1, flags: int = 0):
         sim = _s.sim()
         with sim.cond:
-            deadline = None if timeout < 0 else sim.clock._read() + timeout
+            deadline = None if timeout < 0 else sim.clock.now_locked() + timeout
             ready = sim.clock.wait(deadline, lambda: bool(sim.link.rx))
         return ((self._objs[0], POLLIN),) if ready and self._objs else ()
 
