@@ -75,11 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     out.flush()
 
-    signal.signal(signal.SIGTERM, lambda *_: sim.stopped.set())
-    try:
-        while not sim.stopped.wait(0.5):
-            pass
-    except KeyboardInterrupt:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sim.stopped.set())
+    while not sim.stopped.wait(0.5):
         pass
     tcp.close()
     control.close()
