@@ -31,6 +31,7 @@ STEP_PULSE_US = 2  # step pulse width (A4988 needs >= 1 us)
 # Plant
 STEP_NL = 250  # volume per motor step (lead screw pitch x syringe bore / steps per turn)
 RESERVOIR_NL = 20_000_000  # 20 mL model
+MAX_RATE_NL_DAY = 24_000_000  # the mechanism's top continuous rate: 1 mL/h
 
 # Link: "usb" (USB CDC stdin/stdout) or "uart0"
 LINK = "usb"

@@ -18,7 +18,8 @@ MAX_WAIT_MS = 60_000
 class Loop:
     def __init__(self, board):
         self.board = board
-        self.pump = Pump(config.STEP_NL, config.RESERVOIR_NL, config.RESERVOIR_NL)
+        self.pump = Pump(
+            config.STEP_NL, config.RESERVOIR_NL, config.RESERVOIR_NL, config.MAX_RATE_NL_DAY)
         self.dispatcher = Dispatcher(self.pump, (board.unique_id(), version.VERSION))
         self.reader = framing.FrameReader()
         self.decoded = codec.Decoded()
@@ -28,7 +29,7 @@ class Loop:
         # number and CRC) gets it again instead of having the command run twice.
         self.answered_seq = -1
         self.answered_crc = bytearray(m.CRC_SIZE)
-        self.answer_cache = bytearray(framing.MAX_ENCODED)
+        self.answer_cache = bytearray(framing.MAX_WIRE)
         self.answer_len = 0
 
     def run(self):

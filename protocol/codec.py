@@ -59,6 +59,7 @@ class Decoded:
 
 def decode(frame, length, out, expect="req"):
     """Validate and decode frame[:length] into `out` (a Decoded). Returns out.error."""
+    out.error = 0
     out.type = 0
     out.seq = m.SEQ_UNSOLICITED
     out.values = ()
@@ -116,12 +117,21 @@ def _fail(out, code, reason):
     return code
 
 
+def _utf8_prefix(data, limit):
+    """At most `limit` bytes of UTF-8 `data`, cut at a character boundary."""
+    if len(data) <= limit:
+        return data
+    while limit and data[limit] & 0xC0 == 0x80:  # a continuation byte: back off
+        limit -= 1
+    return data[:limit]
+
+
 class Encoder:
     """Builds wire bytes (COBS-encoded, delimited) into its own preallocated buffers."""
 
     def __init__(self):
         self.frame = bytearray(m.MAX_FRAME)
-        self.wire = bytearray(framing.MAX_ENCODED)
+        self.wire = bytearray(framing.MAX_WIRE)
         self.wire_mv = memoryview(self.wire)
 
     def frame_bytes(self, mtype, seq, values):
@@ -137,7 +147,7 @@ class Encoder:
                 struct.pack_into(layout.fmt, buf, at, *values)
         at += layout.fixed_size
         if layout.has_str:
-            text = values[-1].encode("utf-8")[: layout.fields[-1][3]]
+            text = _utf8_prefix(values[-1].encode("utf-8"), layout.fields[-1][3])
             buf[at] = len(text)
             buf[at + 1 : at + 1 + len(text)] = text
             at += 1 + len(text)

@@ -3,8 +3,10 @@
 
 from protocol import messages as m
 
-# Worst-case COBS size of a frame: one overhead byte per 254 data bytes, plus one.
+# Worst-case COBS size of a frame: one overhead byte per 254 data bytes, plus one; and the
+# wire size with its 0x00 delimiter.
 MAX_ENCODED = m.MAX_FRAME + m.MAX_FRAME // 254 + 1
+MAX_WIRE = MAX_ENCODED + 1
 
 
 def cobs_encode(src, n, dst):

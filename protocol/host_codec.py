@@ -13,6 +13,7 @@ import construct as cs
 from cobs import cobs
 
 from protocol import messages as m
+from protocol.framing import MAX_ENCODED
 
 _INT_KINDS = {
     "B": cs.Int8ul,
@@ -67,6 +68,13 @@ Frame = cs.Struct(
         )
     ),
     "crc" / cs.Checksum(cs.Int32ul, binascii.crc32, cs.this.body.data),
+)
+
+
+# The CRC alone, checked before anything in the frame is trusted.
+Checked = cs.Struct(
+    "body" / cs.Bytes(cs.this._params.size - m.CRC_SIZE),
+    "crc" / cs.Checksum(cs.Int32ul, binascii.crc32, cs.this.body),
 )
 
 
@@ -138,26 +146,29 @@ def encode(
 
 
 def parse_frame(frame: bytes) -> Message:
-    """Decode a frame (after COBS). Raises DecodeError with the matching protocol error."""
+    """Decode a frame (after COBS). Raises DecodeError with the protocol error the firmware
+    would give, checked in the same order: size, CRC, version, flags, type, payload."""
     if len(frame) > m.MAX_FRAME:
         raise DecodeError("OVERSIZE", f"frame of {len(frame)} bytes")
     if len(frame) < m.HEADER_SIZE + m.CRC_SIZE:
         raise DecodeError("TRUNCATED", f"frame of {len(frame)} bytes")
     try:
-        parsed = Frame.parse(frame, size=len(frame))
+        Checked.parse(frame, size=len(frame))
     except cs.ChecksumError as e:
         raise DecodeError("BAD_CRC", "CRC mismatch") from e
-    except cs.ConstructError as e:
-        header = Header.parse(frame)
-        if header.version != m.VERSION:
-            raise DecodeError("BAD_VERSION", f"version {header.version}") from e
-        raise DecodeError("BAD_LENGTH", f"type 0x{header.type:02x}: {e}") from e
-    header = parsed.body.value.header
+    header = Header.parse(frame)
     if header.version != m.VERSION:
         raise DecodeError("BAD_VERSION", f"version {header.version}")
+    if header.flags & ~m.FLAGS_KNOWN:
+        raise DecodeError("BAD_FLAGS", f"flags 0x{header.flags:02x}")
     if header.type not in PAYLOADS:
         raise DecodeError("UNKNOWN_TYPE", f"type 0x{header.type:02x}")
-    payload = parsed.body.value.payload
+    try:
+        payload = Frame.parse(frame, size=len(frame)).body.value.payload
+    except cs.ConstructError as e:
+        if isinstance(e.__context__, UnicodeDecodeError):
+            raise DecodeError("OUT_OF_RANGE", f"type 0x{header.type:02x}: text not UTF-8") from e
+        raise DecodeError("BAD_LENGTH", f"type 0x{header.type:02x}: {e}") from e
     fields = {k: _plain(v) for k, v in payload.items() if not k.startswith("_")}
     return Message(
         type=header.type,
@@ -172,6 +183,8 @@ def decode(wire: bytes) -> Message:
     """Decode one COBS block (with or without its trailing 0x00)."""
     if wire.endswith(b"\x00"):
         wire = wire[:-1]
+    if len(wire) > MAX_ENCODED:
+        raise DecodeError("OVERSIZE", f"{len(wire)} bytes before the delimiter")
     try:
         frame = cobs.decode(wire)
     except cobs.DecodeError as e:

@@ -45,7 +45,7 @@ class Dispatcher:
             p.concentration,
             p.rate_nl_day(),
             p.delivered_nl() & 0xFFFFFFFF,
-            p.delivered_ng,
+            p.delivered_ng & 0xFFFFFFFF,
             p.volume_nl,
             p.uptime_s,
             self.frame_errors,

@@ -1,9 +1,10 @@
 # Dose -> volume -> motor steps, in integers. The time between steps is the exact rational
 #   interval_ms = step_nl * concentration * 86400 / daily_dose_ng
 # split once, when a program is set, into a whole part and a remainder; an accumulator carries
-# the remainder from step to step (Bresenham), so step k falls within 1 ms of its ideal time
-# and no error builds up, however long the program runs. The steady state only adds and
-# compares small ints: it never allocates on MicroPython.
+# the remainder from step to step (Bresenham). Step k falls due at ceil(k * interval): never
+# before its ideal time, less than 1 ms after it, so delivery never runs ahead of the program
+# and no error builds up, however long it runs. The steady state only adds and compares small
+# ints: it never allocates on MicroPython.
 
 DAY_S = 86400
 NONE = -1  # ms_until_next() when no step is scheduled
@@ -35,7 +36,7 @@ class Infusion:
         self.whole = num // daily_dose_ng
         self.rem = num % daily_dose_ng
         self.divisor = daily_dose_ng
-        self.acc = 0
+        self.acc = daily_dose_ng - 1  # rounds every due time up: ceil, not floor
         self.wait = 0
         self._schedule_next()
 

@@ -15,8 +15,9 @@ class Refused(Exception):
 
 
 class Pump:
-    def __init__(self, step_nl, reservoir_nl, volume_nl):
+    def __init__(self, step_nl, reservoir_nl, volume_nl, max_rate_nl_day):
         self.step_nl = step_nl
+        self.max_rate_nl_day = max_rate_nl_day  # what the mechanism can deliver
         self.reservoir_nl = reservoir_nl  # capacity
         self.volume_nl = volume_nl  # drug left in the reservoir
         self.mode = m.MODE_STOPPED
@@ -34,11 +35,15 @@ class Pump:
     # -- commands -------------------------------------------------------------------------
 
     def set_continuous(self, daily_dose_ng, concentration):
+        rate = rate_nl_per_day(daily_dose_ng, concentration)
+        if rate > self.max_rate_nl_day:
+            raise Refused(m.ERR_OUT_OF_RANGE, "rate %d nL/day over the pump's maximum %d"
+                          % (rate, self.max_rate_nl_day))
+        # Start the motor's schedule first: if anything fails, the old program stays whole.
+        self.infusion.start(daily_dose_ng, concentration)
         self.daily_dose_ng = daily_dose_ng
         self.concentration = concentration
-        # 1 nL at C mcg/mL holds C pg.
-        self._pg_per_step = self.step_nl * concentration
-        self.infusion.start(daily_dose_ng, concentration)
+        self._pg_per_step = self.step_nl * concentration  # 1 nL at C mcg/mL holds C pg
         self.mode = m.MODE_CONTINUOUS
         self.stop_reason = 0
 

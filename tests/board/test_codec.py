@@ -1,0 +1,352 @@
+# The board codec (protocol/codec.py): decode() classifies a bad frame by the first check it
+# fails, in the documented order TRUNCATED, BAD_CRC, BAD_VERSION, BAD_FLAGS, UNKNOWN_TYPE,
+# BAD_LENGTH, OUT_OF_RANGE; the Encoder round-trips every message of the table. Frames for
+# decode() are built here with struct + binascii.crc32, not with the Encoder.
+# Board-safe: runs on CPython and on MicroPython.
+
+import binascii
+import struct
+
+from protocol import codec, framing
+from protocol import messages as m
+
+SEQ = 0x1234
+KIND_RANGE = {
+    "B": (0, 0xFF), "H": (0, 0xFFFF), "I": (0, 0xFFFFFFFF),
+    "b": (-0x80, 0x7F), "h": (-0x8000, 0x7FFF), "i": (-0x80000000, 0x7FFFFFFF),
+}
+
+
+def _frame(mtype, payload=b"", seq=SEQ, version=m.VERSION, flags=0, crc_xor=0):
+    head = struct.pack("<BBBH", version, mtype, flags, seq) + payload
+    return head + struct.pack("<I", (binascii.crc32(head) & 0xFFFFFFFF) ^ crc_xor)
+
+
+def _payload(row, values):
+    out = b""
+    for i in range(len(row[3])):  # (MicroPython's zip() takes no strict=)
+        f, v = row[3][i], values[i]
+        if f[1] == "str":
+            raw = v.encode("utf-8") if isinstance(v, str) else v
+            out += bytes([len(raw)]) + raw
+        else:
+            out += struct.pack("<" + f[1], v)
+    return out
+
+
+def _defaults(row):
+    vals = []
+    for f in row[3]:
+        if f[1] == "str":
+            vals.append("")
+        elif f[1].endswith("s"):
+            vals.append(bytes(int(f[1][:-1])))
+        else:
+            vals.append(f[2])
+    return vals
+
+
+def _decode(frame, expect="req"):
+    buf = bytearray(m.MAX_FRAME)
+    buf[: len(frame)] = frame
+    d = codec.Decoded()
+    err = codec.decode(buf, len(frame), d, expect)
+    assert err == d.error or err == 0, "return value %d != out.error %d" % (err, d.error)
+    return err, d
+
+
+def _name(code):
+    for c, name, _ in m.ERRORS:
+        if c == code:
+            return name
+    return "OK" if code == 0 else "code %d" % code
+
+
+def _expect(frame, code, what, expect="req"):
+    err, d = _decode(frame, expect)
+    assert err == code, "%s: got %s (%s), want %s" % (what, _name(err), d.reason, _name(code))
+    return d
+
+
+def _requests():
+    return [r for r in m.MESSAGES if r[2] == "req"]
+
+
+def test_valid_requests_decode():
+    for row in _requests():
+        vals = _defaults(row)
+        for seq in (1, 0x0100, 0xFFFF):
+            err, d = _decode(_frame(row[0], _payload(row, vals), seq=seq))
+            assert err == 0, "%s: %s (%s)" % (row[1], _name(err), d.reason)
+            assert d.type == row[0] and d.seq == seq, "%s: type/seq" % row[1]
+            assert tuple(d.values) == tuple(vals), "%s: %r" % (row[1], d.values)
+            assert d.error == 0, "%s: out.error %d on success" % (row[1], d.error)
+
+
+def test_truncated():
+    full = _frame(m.GET_STATUS)
+    for n in range(0, m.HEADER_SIZE + m.CRC_SIZE):
+        d = _expect(full[:n], m.ERR_TRUNCATED, "%d bytes" % n)
+        assert d.seq == m.SEQ_UNSOLICITED and d.type == 0, "%d bytes: header not trusted" % n
+        assert d.values == (), "no values"
+    # Garbage that is too short is TRUNCATED too, before any CRC check.
+    _expect(b"\xff" * 8, m.ERR_TRUNCATED, "8 bytes of garbage")
+    err, d = _decode(_frame(m.GET_INFO))
+    assert err == 0 and len(_frame(m.GET_INFO)) == 9, "9 bytes: the smallest frame"
+
+
+def test_bad_crc_seq_reported_as_0():
+    for row in _requests():
+        good = _frame(row[0], _payload(row, _defaults(row)))
+        for bit in range(32):
+            d = _expect(_frame(row[0], _payload(row, _defaults(row)), crc_xor=1 << bit),
+                        m.ERR_BAD_CRC, "%s CRC bit %d" % (row[1], bit))
+            assert d.seq == 0, "BAD_CRC reports seq 0, got %d" % d.seq
+            assert d.type == 0, "BAD_CRC reports type 0, got %d" % d.type
+        for i in range(len(good) - m.CRC_SIZE):
+            bad = good[:i] + bytes([good[i] ^ 0x40]) + good[i + 1:]
+            d = _expect(bad, m.ERR_BAD_CRC, "%s byte %d flipped" % (row[1], i))
+            assert d.seq == 0 and d.type == 0, "header of a bad frame is not trusted"
+    # All-zero CRC on a frame whose CRC is not 0.
+    _expect(_frame(m.GET_STATUS)[:-4] + b"\x00" * 4, m.ERR_BAD_CRC, "zero CRC")
+
+
+def test_bad_version_seq_trusted():
+    for version in (0, m.VERSION + 1, 0x7F, 0xFF):
+        d = _expect(_frame(m.GET_STATUS, version=version), m.ERR_BAD_VERSION,
+                    "version %d" % version)
+        assert d.seq == SEQ, "BAD_VERSION trusts the seq: %d" % d.seq
+        assert d.type == m.GET_STATUS, "and the type: %d" % d.type
+        assert "supported" in d.reason, "reason names the supported version: %s" % d.reason
+        tail = d.reason.split("supported")[-1]
+        assert str(m.VERSION) in tail, "reason names version %d: %s" % (m.VERSION, d.reason)
+
+
+def test_bad_flags():
+    for bit in range(8):
+        flags = 1 << bit
+        if flags & m.FLAGS_KNOWN:
+            continue
+        d = _expect(_frame(m.GET_STATUS, flags=flags), m.ERR_BAD_FLAGS, "flags 0x%02x" % flags)
+        assert d.seq == SEQ and d.type == m.GET_STATUS, "BAD_FLAGS trusts the header"
+    _expect(_frame(m.GET_STATUS, flags=0xFF), m.ERR_BAD_FLAGS, "flags 0xff")
+
+
+def test_unknown_type():
+    requests = {r[0] for r in _requests()}
+    for mtype in range(256):
+        if mtype in requests:
+            continue
+        row = m.find(mtype)
+        # A response type with its own valid payload is still not a request.
+        payload = _payload(row, _defaults(row)) if row else b""
+        d = _expect(_frame(mtype, payload), m.ERR_UNKNOWN_TYPE, "type 0x%02x" % mtype)
+        assert d.seq == SEQ and d.type == mtype, "UNKNOWN_TYPE trusts the header"
+    # ... and a request type is not a response either.
+    for row in _requests():
+        _expect(_frame(row[0], _payload(row, _defaults(row))), m.ERR_UNKNOWN_TYPE,
+                "%s as a response" % row[1], expect="resp")
+
+
+def test_bad_length():
+    for row in _requests():
+        good = _payload(row, _defaults(row))
+        wrong = [good + b"\x00", good + b"\x01" * 20, good + b"\x00" * (m.MAX_PAYLOAD - len(good))]
+        if good:
+            wrong += [good[:-1], b""]
+        for p in wrong:
+            d = _expect(_frame(row[0], p), m.ERR_BAD_LENGTH, "%s with %d payload bytes" % (
+                row[1], len(p)))
+            assert d.seq == SEQ and d.type == row[0], "BAD_LENGTH trusts the header"
+            assert row[1] in d.reason, "reason names the message: %s" % d.reason
+    # A string whose length byte disagrees with the frame (ERROR, as a response).
+    head = struct.pack("<BB", m.ERR_INTERNAL, 3)
+    for p in (head, head + b"\x05abc", head + b"\x02abc", head + b"\x00x"):
+        _expect(_frame(m.ERROR, p), m.ERR_BAD_LENGTH, "ERROR payload %r" % p, expect="resp")
+
+
+def test_order_of_checks():
+    sc = m.find(m.SET_CONTINUOUS)
+    bad_range = _payload(sc, (999, 0))
+    # TRUNCATED before all: 8 bytes with a wrong version and flags.
+    _expect(_frame(m.GET_STATUS, version=9, flags=1)[:8], m.ERR_TRUNCATED, "short + bad")
+    # BAD_CRC before version, flags, type, length, range.
+    for what, fr in (
+        ("version", _frame(m.GET_STATUS, version=2, crc_xor=1)),
+        ("flags", _frame(m.GET_STATUS, flags=1, crc_xor=1)),
+        ("type", _frame(0x7E, crc_xor=1)),
+        ("length", _frame(m.SET_CONTINUOUS, b"\x01", crc_xor=1)),
+        ("range", _frame(m.SET_CONTINUOUS, bad_range, crc_xor=1)),
+    ):
+        d = _expect(fr, m.ERR_BAD_CRC, "CRC before " + what)
+        assert d.seq == 0, "BAD_CRC: seq 0"
+    # BAD_VERSION before flags, type, length, range.
+    _expect(_frame(0x7E, b"\x01", version=2, flags=1), m.ERR_BAD_VERSION, "version first")
+    _expect(_frame(m.SET_CONTINUOUS, bad_range, version=0), m.ERR_BAD_VERSION, "before range")
+    # BAD_FLAGS before type, length, range.
+    _expect(_frame(0x7E, b"\x01", flags=4), m.ERR_BAD_FLAGS, "flags before type")
+    _expect(_frame(m.SET_CONTINUOUS, b"\x01", flags=4), m.ERR_BAD_FLAGS, "flags before length")
+    _expect(_frame(m.SET_CONTINUOUS, bad_range, flags=4), m.ERR_BAD_FLAGS, "flags before range")
+    # UNKNOWN_TYPE before length.
+    _expect(_frame(0x7E, b"\x01\x02\x03"), m.ERR_UNKNOWN_TYPE, "type before length")
+    _expect(_frame(m.STATUS, b"\x01"), m.ERR_UNKNOWN_TYPE, "response type before length")
+    # BAD_LENGTH before range.
+    _expect(_frame(m.SET_CONTINUOUS, bad_range + b"\x00"), m.ERR_BAD_LENGTH, "length first")
+
+
+def test_out_of_range_every_bound():
+    # Every ranged integer field of every message (requests as requests, responses as
+    # responses): lo-1 and hi+1 refused, lo and hi accepted; the other fields at a valid value.
+    checked = 0
+    for row in m.MESSAGES:
+        for i, f in enumerate(row[3]):
+            if f[1] == "str" or f[2] is None:
+                continue
+            kmin, kmax = KIND_RANGE[f[1]]
+            lo, hi = f[2], f[3]
+            for v, ok in ((lo - 1, False), (lo, True), (hi, True), (hi + 1, False)):
+                if not kmin <= v <= kmax:
+                    continue  # not representable on the wire: cannot be sent
+                vals = _defaults(row)
+                vals[i] = v
+                fr = _frame(row[0], _payload(row, vals))
+                what = "%s.%s=%d" % (row[1], f[0], v)
+                err, d = _decode(fr, row[2])
+                if ok:
+                    assert err == 0, "%s refused: %s (%s)" % (what, _name(err), d.reason)
+                    assert tuple(d.values) == tuple(vals), "%s: %r" % (what, d.values)
+                else:
+                    assert err == m.ERR_OUT_OF_RANGE, "%s: got %s, want OUT_OF_RANGE" % (
+                        what, _name(err))
+                    assert f[0] in d.reason, "%s: reason names the field: %s" % (what, d.reason)
+                    assert d.seq == SEQ and d.type == row[0], "%s: header trusted" % what
+                checked += 1
+    assert checked >= 8, "only %d bound checks" % checked
+
+
+def test_out_of_range_request_bounds_explicitly():
+    # The request bounds that matter most, spelled out (the loop above derives them).
+    sc = m.find(m.SET_CONTINUOUS)
+    for dose, conc, want in (
+        (999, 500, m.ERR_OUT_OF_RANGE), (1000, 500, 0),
+        (20_000_000, 500, 0), (20_000_001, 500, m.ERR_OUT_OF_RANGE),
+        (0, 500, m.ERR_OUT_OF_RANGE), (0xFFFFFFFF, 500, m.ERR_OUT_OF_RANGE),
+        (400_000, 0, m.ERR_OUT_OF_RANGE), (400_000, 1, 0),
+        (400_000, 2000, 0), (400_000, 2001, m.ERR_OUT_OF_RANGE),
+    ):
+        _expect(_frame(m.SET_CONTINUOUS, _payload(sc, (dose, conc))), want,
+                "SET_CONTINUOUS %d ng/day at %d mcg/mL" % (dose, conc))
+    st = m.find(m.STOP)
+    for reason, want in ((0, m.ERR_OUT_OF_RANGE), (1, 0), (4, 0), (5, m.ERR_OUT_OF_RANGE),
+                         (255, m.ERR_OUT_OF_RANGE)):
+        _expect(_frame(m.STOP, _payload(st, (reason, m.STOP_CONFIRM))), want,
+                "STOP reason %d" % reason)
+    # The confirmation word is not range-checked by the codec (the pump checks it).
+    _expect(_frame(m.STOP, _payload(st, (1, 0))), 0, "STOP confirm 0 decodes")
+
+
+def test_string_bounds():
+    for row in m.MESSAGES:
+        f = row[3][-1] if row[3] else None
+        if f is None or f[1] != "str":
+            continue
+        vals = _defaults(row)
+        for text, want in (("x" * f[3], 0), ("x" * (f[3] + 1), m.ERR_OUT_OF_RANGE),
+                           ("\u00e9" * (f[3] // 2), 0), ("", 0)):
+            vals[-1] = text
+            err, d = _decode(_frame(row[0], _payload(row, vals)), row[2])
+            assert err == want, "%s.%s of %d bytes: %s" % (row[1], f[0], len(text.encode()),
+                                                           _name(err))
+            if want == 0:
+                assert d.values[-1] == text, "%s: text %r" % (row[1], d.values[-1])
+        vals[-1] = b"ab\xff\xfe"  # not UTF-8
+        err, d = _decode(_frame(row[0], _payload(row, vals)), row[2])
+        assert err == m.ERR_OUT_OF_RANGE, "%s: invalid UTF-8: %s" % (row[1], _name(err))
+
+
+def test_decoded_reused_after_an_error():
+    # The loop reuses one Decoded: a valid frame after a bad one must read as valid.
+    d = codec.Decoded()
+    buf = bytearray(m.MAX_FRAME)
+    bad = _frame(m.GET_STATUS, crc_xor=1)
+    buf[: len(bad)] = bad
+    assert codec.decode(buf, len(bad), d) == m.ERR_BAD_CRC, "bad first"
+    good = _frame(m.GET_STATUS, seq=7)
+    buf[: len(good)] = good
+    assert codec.decode(buf, len(good), d) == 0, "then good"
+    assert d.seq == 7 and d.type == m.GET_STATUS and d.values == (), "values of the good one"
+    assert d.reason == "", "no reason left over: %s" % d.reason
+    assert d.error == 0, "Decoded.error must be 0 for a valid frame, is %d (stale)" % d.error
+
+
+def _samples(row):
+    """Several valid value tuples for a message: low bounds, high bounds, in between."""
+    low, high, mid = [], [], []
+    for f in row[3]:
+        if f[1] == "str":
+            low.append("")
+            high.append("v" * f[3])
+            mid.append("\u00e9t\u00e9 \u2713"[: f[3]])
+        elif f[1].endswith("s"):
+            n = int(f[1][:-1])
+            low.append(bytes(n))
+            high.append(b"\xff" * n)
+            mid.append(bytes(range(1, n + 1)))
+        else:
+            low.append(f[2])
+            high.append(f[3])
+            mid.append((f[2] + f[3]) // 2)
+    return [low, high, mid]
+
+
+def test_encoder_round_trips_every_message():
+    enc = codec.Encoder()
+    reader = framing.FrameReader()
+    for row in m.MESSAGES:
+        for k, vals in enumerate(_samples(row)):
+            for seq in (1, 0x00FF, 0x0100, 0xFFFF):
+                wire = bytes(enc.encode(row[0], seq, tuple(vals)))
+                assert wire[-1] == 0 and 0 not in wire[:-1], "%s: framing" % row[1]
+                # Same bytes as the independent packing here.
+                want = _frame(row[0], _payload(row, vals), seq=seq)
+                n = enc.frame_bytes(row[0], seq, tuple(vals))
+                assert bytes(enc.frame[:n]) == want, "%s sample %d: frame bytes" % (row[1], k)
+                results = [reader.push(b) for b in wire]
+                assert results[-1] == framing.FRAME, "%s: reader %d" % (row[1], results[-1])
+                d = codec.Decoded()
+                err = codec.decode(reader.frame, reader.length, d, row[2])
+                assert err == 0, "%s sample %d: %s (%s)" % (row[1], k, _name(err), d.reason)
+                assert d.type == row[0] and d.seq == seq, "%s: type/seq" % row[1]
+                assert tuple(d.values) == tuple(vals), "%s sample %d: %r != %r" % (
+                    row[1], k, d.values, vals)
+
+
+def test_encoder_truncates_long_text_to_valid_utf8():
+    # Text longer than the field's limit is cut to the limit. ASCII: exactly the limit.
+    enc = codec.Encoder()
+    n = enc.frame_bytes(m.ERROR, 1, (m.ERR_INTERNAL, 3, "x" * 200))
+    err, d = _decode(bytes(enc.frame[:n]), "resp")
+    assert err == 0 and d.values[2] == "x" * 80, "ASCII cut to 80: %s" % _name(err)
+    # Multi-byte text must not be cut inside a character: the frame would not be UTF-8 and
+    # no one could read it (the board says OUT_OF_RANGE, the host a decode error).
+    for text in ("a" + "\u00e9" * 40, "ab" + "\u2713" * 30, "\U0001F600" * 21):
+        n = enc.frame_bytes(m.ERROR, 1, (m.ERR_INTERNAL, 3, text))
+        err, d = _decode(bytes(enc.frame[:n]), "resp")
+        assert err == 0, "%d-byte text cut inside a character: %s (%s)" % (
+            len(text.encode()), _name(err), d.reason)
+        got = d.values[2]
+        assert text.startswith(got) and len(got.encode()) <= 80, "a prefix of <= 80 bytes"
+        assert len(got.encode()) > 76, "cut at the last whole character: %d" % len(
+            got.encode())
+
+
+def test_encoder_wire_buffer_holds_a_max_frame():
+    # A MAX_FRAME frame with no zero byte COBS-encodes to MAX_FRAME + 1 bytes, plus the 0x00
+    # delimiter: the Encoder's wire buffer must hold MAX_FRAME + 2 bytes.
+    enc = codec.Encoder()
+    frame = bytes(range(1, m.MAX_FRAME + 1))
+    need = m.MAX_FRAME + 2
+    assert len(enc.wire) >= need, "Encoder.wire has %d bytes; a max frame needs %d" % (
+        len(enc.wire), need)
+    n = framing.cobs_encode(frame, len(frame), enc.wire)
+    assert n == need and enc.wire[n - 1] == 0, "encoded %d bytes" % n
