@@ -1,5 +1,5 @@
-# The Pico hardware layer: the only firmware module that touches machine/rp2 and the link.
-# The simulator runs this file unchanged against its own machine/rp2/time/select modules.
+# The Pico hardware layer: the only firmware module that touches machine and the link.
+# The simulator runs this file unchanged against its own machine/time/select modules.
 
 import select
 import sys

@@ -25,8 +25,8 @@ class Loop:
         self.decoded = codec.Decoded()
         self.encoder = codec.Encoder()
         self.last = time.ticks_ms()
-        # The last answer, kept so that a host retrying the same request (same sequence
-        # number and CRC) gets it again instead of having the command run twice.
+        # The answer to the last command, kept so that a host retrying it (same sequence
+        # number and CRC) gets the answer again instead of having the command run twice.
         self.answered_seq = -1
         self.answered_crc = bytearray(m.CRC_SIZE)
         self.answer_cache = bytearray(framing.MAX_WIRE)
@@ -74,6 +74,9 @@ class Loop:
         frame = self.reader.frame
         if codec.decode(frame, self.reader.length, d):
             self.reply(d.seq, *self.dispatcher.error(d.error, d.type, d.reason))
+            return
+        if d.type in m.READ_ONLY:
+            self.reply(d.seq, *self.dispatcher.handle(d.type, d.values))
             return
         crc_at = self.reader.length - m.CRC_SIZE
         if d.seq == self.answered_seq and frame[crc_at : crc_at + m.CRC_SIZE] == self.answered_crc:

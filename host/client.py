@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import queue
+import secrets
 import threading
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -110,7 +111,9 @@ class PumpClient:
         self.baudrate = baudrate
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._reader: serial.threaded.ReaderThread[_Packets] | None = None
-        self._seq = 0
+        # A random start: a new session is unlikely to repeat the last session's sequence
+        # number, which the pump would take for a retry of the same command.
+        self._seq = secrets.randbelow(0xFFFF)
         self._lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -117,6 +117,10 @@ ENTER_REPL = 0x05
 REPL_OK = 0x85
 ERROR = 0xFF
 
+# Requests that only read: always answered afresh. Every other request changes the pump, and
+# a repeat of it (same sequence number and CRC as the last one) is answered from the cache.
+READ_ONLY = (GET_INFO, GET_STATUS)
+
 ERR_OVERSIZE = 1
 ERR_TRUNCATED = 2
 ERR_BAD_CRC = 3

@@ -14,7 +14,7 @@ from host.deploy import board_sources
 ROOT = Path(__file__).resolve().parents[1]
 NOT_IN_MICROPYTHON = {
     "dataclasses", "enum", "abc", "typing", "pathlib", "logging", "threading", "construct",
-    "serial",
+    "serial", "pytest", "hypothesis", "unittest",
 }  # fmt: skip
 
 
@@ -61,7 +61,10 @@ def guarded_by_import_error(tree):
     return guarded
 
 
-@pytest.mark.parametrize("path", board_files(), ids=rel)
+# The firmware, and the tests that run on the MicroPython VM too (tests/board).
+@pytest.mark.parametrize(
+    "path", board_files() + sorted((ROOT / "tests" / "board").glob("*.py")), ids=rel
+)
 def test_imports_only_what_micropython_has(path):
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     guarded = guarded_by_import_error(tree)

@@ -4,6 +4,8 @@
 
 import binascii
 
+from prng import lcg
+
 from protocol import framing
 from protocol import messages as m
 from protocol.framing import BAD_COBS, FRAME, NOTHING, OVERSIZE, FrameReader
@@ -30,15 +32,6 @@ def _dec(block, cap=1000):
         return n
     return bytes(dst[:n])
 
-
-def _lcg(seed):
-    state = [seed]
-
-    def below(n):
-        state[0] = (state[0] * 1103515245 + 12345) & 0x7FFFFFFF
-        return (state[0] >> 8) % n
-
-    return below
 
 
 def _feed(reader, data):
@@ -127,7 +120,7 @@ def test_round_trip_edge_cases():
 
 
 def test_round_trip_random():
-    below = _lcg(1)
+    below = lcg(1)
     for i in range(300):
         n = below(m.MAX_FRAME + 1)
         zeros = below(4)  # vary the density of zeros
@@ -164,7 +157,7 @@ def _frames(below, count):
 
 
 def test_reader_stream_of_frames():
-    below = _lcg(2)
+    below = lcg(2)
     frames = _frames(below, 60)
     stream = b"".join(_enc(f) for f in frames)
     r = FrameReader()
@@ -175,7 +168,7 @@ def test_reader_stream_of_frames():
 
 
 def test_reader_every_length_up_to_max_frame():
-    below = _lcg(3)
+    below = lcg(3)
     r = FrameReader()
     for n in range(0, m.MAX_FRAME + 1):
         data = bytes((0 if below(5) == 0 else 1 + below(255)) for _ in range(n))
@@ -229,7 +222,7 @@ def test_reader_repeated_delimiters_ignored():
 def test_reader_resynchronises_after_garbage():
     # Joining a stream mid-frame: whatever came before the first delimiter is one bad block
     # (or, by chance, a frame); the next frame decodes whole.
-    below = _lcg(4)
+    below = lcg(4)
     good = _h("01 03 00 02 01 80 1a 06 00 f4 01 ee 09 30 b3")
     for trial in range(200):
         junk = bytes(1 + below(255) for _ in range(below(200)))

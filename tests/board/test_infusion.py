@@ -2,6 +2,8 @@
 # the remainder is carried, and nothing drifts over months. Board-safe: runs on CPython and
 # on MicroPython.
 
+from prng import lcg
+
 from firmware.core.infusion import DAY_S, NONE, Infusion, rate_nl_per_day
 
 STEP_NL = 250
@@ -17,17 +19,6 @@ def _ideal_time(k, dose, conc, step_nl=STEP_NL):
     num = k * step_nl * conc * DAY_S
     return (num + dose - 1) // dose
 
-
-def _lcg(seed):
-    """A tiny deterministic PRNG (the same numbers on CPython and MicroPython):
-    returns below(n), a number in 0..n-1."""
-    state = [seed]
-
-    def below(n):
-        state[0] = (state[0] * 1103515245 + 12345) & 0x7FFFFFFF
-        return (state[0] >> 8) % n
-
-    return below
 
 
 def test_400_mcg_per_day_steps_every_27000_ms():
@@ -106,7 +97,7 @@ def test_remainder_carried_whole_days():
 def _run_no_drift(dose, conc, days, seed):
     inf = Infusion(STEP_NL)
     inf.start(dose, conc)
-    below = _lcg(seed)
+    below = lcg(seed)
     end = days * DAY_S * 1000
     t = 0
     steps = 0

@@ -1,6 +1,8 @@
 # The pump's state (firmware/core/pump.py): programs, confirmed stops, the reservoir, the
 # delivered totals and uptime. Board-safe: runs on CPython and on MicroPython.
 
+from prng import lcg
+
 from firmware import config
 from firmware.core.pump import Pump, Refused
 from protocol import messages as m
@@ -16,15 +18,6 @@ UNLIMITED_NL_DAY = 1 << 40
 def _pump(volume_nl=FULL_NL, max_rate=config.MAX_RATE_NL_DAY):
     return Pump(STEP_NL, FULL_NL, volume_nl, max_rate)
 
-
-def _lcg(seed):
-    state = [seed]
-
-    def below(n):
-        state[0] = (state[0] * 1103515245 + 12345) & 0x7FFFFFFF
-        return (state[0] >> 8) % n
-
-    return below
 
 
 def test_new_pump_is_stopped():
@@ -140,7 +133,7 @@ def test_reservoir_empty_in_one_long_advance():
 
 
 def test_reservoir_conservation_random_chunks():
-    below = _lcg(99)
+    below = lcg(99)
     start = 1_234_567  # 4938 steps and 67 nL
     p = _pump(start, UNLIMITED_NL_DAY)
     p.set_continuous(20_000_000, 7)  # 7.56 ms per step: empties after about 37 s
@@ -224,7 +217,7 @@ def test_uptime_s():
 
 
 def test_uptime_random_chunks():
-    below = _lcg(5)
+    below = lcg(5)
     p = _pump()
     total = 0
     for _ in range(2000):

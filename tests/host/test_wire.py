@@ -140,3 +140,12 @@ def test_repl_only_when_stopped(sim: SimProcess, wire: Wire) -> None:
     wire.send(hc.encode("GET_STATUS", 6))
     with pytest.raises(TimeoutError):
         wire.raw_reply()
+
+
+def test_a_read_is_answered_afresh_even_with_the_same_seq(sim: SimProcess, wire: Wire) -> None:
+    rig = SimRig(sim.control)
+    first = wire.ask("GET_STATUS", 9)
+    rig.advance(5_000)
+    again = wire.ask("GET_STATUS", 9)  # e.g. a new pumpctl run that drew the same number
+    assert again["uptime_s"] == first["uptime_s"] + 5
+    rig.close()
