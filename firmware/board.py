@@ -1,6 +1,7 @@
 # The Pico hardware layer: the only firmware module that touches machine and the link.
 # The simulator runs this file unchanged against its own machine/time/select modules.
 
+import os
 import select
 import sys
 import time
@@ -89,6 +90,10 @@ class Board:
 
     def unique_id(self):
         return bytes(machine.unique_id())[:8]
+
+    def random_bytes(self, n):
+        """Unpredictable bytes (the RP2040's ring-oscillator entropy behind os.urandom)."""
+        return os.urandom(n)
 
 
 def repl_requested():

@@ -3,8 +3,9 @@
 
 import time
 
-from firmware import config, version
+from firmware import config, keystore, version
 from firmware.core.dispatch import Dispatcher
+from firmware.core.guard import Guard
 from firmware.core.pump import Pump
 from protocol import codec, framing
 from protocol import messages as m
@@ -20,7 +21,9 @@ class Loop:
         self.board = board
         self.pump = Pump(
             config.STEP_NL, config.RESERVOIR_NL, config.RESERVOIR_NL, config.MAX_RATE_NL_DAY)
-        self.dispatcher = Dispatcher(self.pump, (board.unique_id(), version.VERSION))
+        self.guard = Guard(keystore.load())
+        self.dispatcher = Dispatcher(
+            self.pump, (board.unique_id(), version.VERSION), self.guard, board.random_bytes)
         self.reader = framing.FrameReader()
         self.decoded = codec.Decoded()
         self.encoder = codec.Encoder()
@@ -70,23 +73,36 @@ class Loop:
                     m.ERR_OVERSIZE, 0, "frame over %d bytes" % m.MAX_FRAME))
 
     def answer(self):
+        """Checks in order: the frame (codec), who sent it (guard), a retry of the last
+        command (answered from the cache), the counter (replay), then the request itself."""
         d = self.decoded
         frame = self.reader.frame
         if codec.decode(frame, self.reader.length, d):
             self.reply(d.seq, *self.dispatcher.error(d.error, d.type, d.reason))
             return
-        if d.type in m.READ_ONLY:
-            self.reply(d.seq, *self.dispatcher.handle(d.type, d.values))
+        if self.guard.admit(d, frame):
+            self.refuse(d)
             return
+        read_only = d.type in m.READ_ONLY
         crc_at = self.reader.length - m.CRC_SIZE
-        if d.seq == self.answered_seq and frame[crc_at : crc_at + m.CRC_SIZE] == self.answered_crc:
+        if not read_only and d.seq == self.answered_seq and (
+                frame[crc_at : crc_at + m.CRC_SIZE] == self.answered_crc):
             self.board.link.write(memoryview(self.answer_cache)[: self.answer_len])
             return
+        if self.guard.advance(d):
+            self.refuse(d)
+            return
         wire = self.reply(d.seq, *self.dispatcher.handle(d.type, d.values))
+        if read_only:
+            return
         self.answered_seq = d.seq
         self.answered_crc[:] = frame[crc_at : crc_at + m.CRC_SIZE]
         self.answer_len = len(wire)
         self.answer_cache[: self.answer_len] = wire
+
+    def refuse(self, d):
+        g = self.guard
+        self.reply(d.seq, *self.dispatcher.error(g.code, d.type, g.reason))
 
     def reply(self, seq, mtype, values):
         wire = self.encoder.encode(mtype, seq, values)

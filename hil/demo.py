@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -11,10 +12,10 @@ from pathlib import Path
 from rich.console import Console
 
 from hil.launcher import SimProcess
-from host.client import PumpClient
 
 SPEED = 8640  # one simulated day every 10 s
 BIN = Path(sys.executable).parent
+ENV = dict(os.environ)
 say = Console(highlight=False)
 
 
@@ -22,7 +23,7 @@ def pumpctl(url: str, *args: str) -> None:
     shown = " ".join(["pumpctl", "--port", url, *map(shlex.quote, args)])
     say.print(f"[bold cyan]$ {shown}[/]")
     sys.stdout.flush()
-    subprocess.run([str(BIN / "pumpctl"), "--port", url, *args], check=True)
+    subprocess.run([str(BIN / "pumpctl"), "--port", url, *args], check=True, env=ENV)
 
 
 def step(n: int, title: str) -> None:
@@ -38,6 +39,8 @@ def main() -> int:
     say.print(f"[bold cyan]$ pumpsim --speed {SPEED}[/]")
     with SimProcess(str(SPEED)) as sim:
         say.print(f"  pump on {sim.url} and {sim.pty}")
+        ENV["PUMPCTL_KEYS"] = sim.keyfile
+        say.print(f"  its development role keys: [bold cyan]export PUMPCTL_KEYS={sim.keyfile}[/]")
         step(2, "Who is there?")
         pumpctl(sim.url, "info")
         step(3, "Program 400 mcg/day of baclofen at 500 mcg/mL")
@@ -48,7 +51,7 @@ def main() -> int:
         pumpctl(sim.url, "stop", "--reason", "end_of_therapy", "--confirm")
         step(6, "The pump's account, checked against the simulated syringe")
         pumpctl(sim.url, "status")
-        with PumpClient(sim.url) as pump:
+        with sim.client() as pump:
             counted = pump.status().delivered_ul
         rig = sim.rig()
         plant = rig.plant()

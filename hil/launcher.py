@@ -9,8 +9,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from hil.rig import SimRig
+from host import keys
+from host.client import PumpClient
 
 
 class SimProcess:
@@ -18,7 +21,7 @@ class SimProcess:
         self.args = [sys.executable, "-m", "hil.sim.cli", "--json", "--speed", speed, *extra]
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = Path(tempfile.mkstemp(prefix="pumpsim-", suffix=".log")[1])
-        self.url = self.pty = self.control = ""
+        self.url = self.pty = self.control = self.keyfile = ""
 
     def start(self, timeout: float = 30.0) -> SimProcess:
         with self.log.open("wb") as log:
@@ -30,9 +33,17 @@ class SimProcess:
             self.stop()
             raise RuntimeError(f"pumpsim did not start: {self.log.read_text()[-2000:]}")
         endpoints = json.loads(line)
-        self.url, self.pty, self.control = (
-            endpoints["url"], endpoints["pty"], endpoints["control"])
+        self.url, self.pty, self.control, self.keyfile = (
+            endpoints["url"], endpoints["pty"], endpoints["control"], endpoints["keys"])
         return self
+
+    def keys(self) -> dict[str, bytes]:
+        """The simulator's development keys, for PumpClient(keys=...)."""
+        return keys.load(Path(self.keyfile))
+
+    def client(self, role: str = "clinician", **kw: Any) -> PumpClient:
+        """A PumpClient for this simulator, holding its keys (not yet open)."""
+        return PumpClient(self.url, keys=self.keys(), role=role, **kw)
 
     def rig(self) -> SimRig:
         return SimRig(self.control)

@@ -16,6 +16,7 @@ import pytest
 
 from hil.launcher import SimProcess
 from hil.rig import Rig, SimRig
+from host import keys
 from host.client import PumpClient
 
 
@@ -23,6 +24,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("intrapump", "intrapump HIL rig")
     g.addoption("--pump", metavar="URL", help="pump under test (default: a fresh simulator)")
     g.addoption("--rig", metavar="ADDR", help="rig controller address (default: simulator)")
+    g.addoption("--keys", metavar="FILE", help="role keys of the --pump (default: $PUMPCTL_KEYS)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,8 +54,20 @@ def pump_url(request: pytest.FixtureRequest, sim: SimProcess | None) -> str:
 
 
 @pytest.fixture
-def pump(pump_url: str) -> Iterator[PumpClient]:
-    with PumpClient(pump_url) as client:
+def pump_keys(request: pytest.FixtureRequest, sim: SimProcess | None) -> dict[str, bytes]:
+    """Role keys of the pump under test: the simulator's development keys, or --keys."""
+    if sim is not None:
+        return sim.keys()
+    path = keys.find(request.config.getoption("--keys"), None)
+    if path is None:
+        pytest.skip("needs role keys: give --keys FILE or set PUMPCTL_KEYS")
+    return keys.load(path)
+
+
+@pytest.fixture
+def pump(pump_url: str, pump_keys: dict[str, bytes]) -> Iterator[PumpClient]:
+    """A clinician's client of the pump under test."""
+    with PumpClient(pump_url, keys=pump_keys) as client:
         yield client
 
 

@@ -61,6 +61,10 @@ class SimRig:
     def plant(self) -> dict[str, Any]:
         return self.call("plant")
 
+    def reset(self) -> None:
+        """Press the board's reset button: the firmware reboots."""
+        self.call("reset")
+
     def quit(self) -> None:
         try:
             self.call("quit")

@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from host import errors
+from host import errors, keys
 from host.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT, PumpClient, Status
 from host.discovery import pick_port
 from host.units import ng_to_mcg, nl_to_ul
@@ -165,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print JSON for scripts")
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT:g})")
+    common.add_argument("--keys", default=argparse.SUPPRESS, metavar="FILE",
+                        help="role keys (default: $PUMPCTL_KEYS, else "
+                        "~/.config/intrapump/keys/BOARD_ID.json)")
+    common.add_argument("--role", choices=keys.ROLES, default=argparse.SUPPRESS,
+                        help="the role to sign requests as (default: clinician)")
 
     ap = argparse.ArgumentParser(
         prog="pumpctl", parents=[common],
@@ -200,7 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     timeout = getattr(args, "timeout", DEFAULT_TIMEOUT)
     try:
         url = getattr(args, "port", None) or os.environ.get("PUMPCTL_PORT") or pick_port()
-        with PumpClient(url, timeout=timeout, retries=DEFAULT_RETRIES) as pump:
+        keyfile = keys.find(getattr(args, "keys", None), None)
+        with PumpClient(
+            url,
+            timeout=timeout,
+            retries=DEFAULT_RETRIES,
+            keys=keys.load(keyfile) if keyfile else None,
+            role=getattr(args, "role", "clinician"),
+        ) as pump:
+            if keyfile is None and keys.CONFIG_DIR.is_dir():
+                keyfile = keys.find(None, pump.info().board_id)  # keys kept per board
+                pump.keys = keys.load(keyfile) if keyfile else {}
             args.func(pump, args)
     except errors.PumpError as e:
         if args.json:

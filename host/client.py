@@ -104,8 +104,16 @@ class PumpClient:
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         baudrate: int = 115200,
+        keys: dict[str, bytes] | None = None,
+        role: str = "clinician",
     ):
+        """keys: {role: key} (host/keys.py); requests that need a role are signed with
+        `role`'s key in a session the client opens on first need."""
         self.url = url
+        self.keys = keys or {}
+        self.role = role
+        self._signer: host_codec.Signer | None = None
+        self._counter = 0
         self.timeout = timeout
         self.retries = retries
         self.baudrate = baudrate
@@ -145,29 +153,59 @@ class PumpClient:
         return self._seq
 
     def request(self, name: str, fields: dict[str, Any] | None = None) -> Message:
-        """Send a request and return its response. A lost or corrupted exchange is retried
-        with the same sequence number; the pump answers a repeat from its cache."""
+        """Send a request and return its response. A request that needs a role is signed in
+        a session (opened on first need, and again if the pump has lost it, e.g. after a
+        reboot). A lost or corrupted exchange is retried with the same sequence number: a
+        command byte for byte (the pump answers the repeat from its cache), a read signed
+        afresh (reads simply run again)."""
         if self._reader is None:
             raise errors.LinkError("client is not open")
+        mtype = host_codec.type_of(name)
         with self._lock:
-            mtype = host_codec.type_of(name)
-            seq = self._next_seq()
-            wire = host_codec.encode(mtype, seq, fields)
-            garbled: DecodeError | None = None
-            for _attempt in range(self.retries + 1):
-                self._write(wire)
-                got = self._await(seq)
-                if isinstance(got, Message):
-                    return self._check(mtype, got)
-                garbled = got or garbled
-            if garbled is not None:
-                raise errors.GarbledResponse(
-                    f"{self.url}: unreadable response ({garbled}); is it running intrapump?"
+            if m.ACCESS.get(mtype, m.ANY_ROLE) == m.OPEN:
+                return self._exchange(mtype, fields, signed=False)
+            try:
+                return self._exchange(mtype, fields, signed=True)
+            except errors.NoSession:
+                self._signer = None  # the pump rebooted or reused the slot: new session
+                return self._exchange(mtype, fields, signed=True)
+
+    def _session(self) -> host_codec.Signer:
+        if self._signer is None:
+            key = self.keys.get(self.role)
+            if key is None:
+                raise errors.MissingKey(
+                    f"no {self.role} key: give --keys FILE or set PUMPCTL_KEYS (host/keys.py)"
                 )
-            raise errors.NoResponse(
-                f"{self.url}: no response in {self.timeout:g} s "
-                f"({self.retries + 1} attempts); is the pump running intrapump firmware?"
+            r = self._exchange(m.CHALLENGE, None, signed=False)
+            self._signer = host_codec.Signer(r["session"], r["nonce"], self.role, key)
+            self._counter = 0
+        return self._signer
+
+    def _exchange(self, mtype: int, fields: dict[str, Any] | None, signed: bool) -> Message:
+        signer = self._session() if signed else None
+        seq = self._next_seq()
+        wire = b""
+        garbled: DecodeError | None = None
+        for attempt in range(self.retries + 1):
+            if attempt == 0 or (signer is not None and mtype in m.READ_ONLY):
+                self._counter += 1
+                wire = host_codec.encode(
+                    mtype, seq, fields, signer=signer, counter=self._counter
+                ) if signer else host_codec.encode(mtype, seq, fields)
+            self._write(wire)
+            got = self._await(seq)
+            if isinstance(got, Message):
+                return self._check(mtype, got)
+            garbled = got or garbled
+        if garbled is not None:
+            raise errors.GarbledResponse(
+                f"{self.url}: unreadable response ({garbled}); is it running intrapump?"
             )
+        raise errors.NoResponse(
+            f"{self.url}: no response in {self.timeout:g} s "
+            f"({self.retries + 1} attempts); is the pump running intrapump firmware?"
+        )
 
     def _write(self, wire: bytes) -> None:
         assert self._reader is not None

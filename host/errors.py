@@ -42,6 +42,12 @@ class UnexpectedResponse(LinkError):
     """A valid frame of the wrong type answered the request."""
 
 
+class MissingKey(PumpError):
+    """The host has no key for the role a request needs: nothing was sent."""
+
+    exit_code = 2
+
+
 # --- the pump said no ----------------------------------------------------------------------
 
 
@@ -110,6 +116,32 @@ class InvalidState(ProtocolError):
 
 class Internal(ProtocolError):
     code = m.ERR_INTERNAL
+
+
+class AuthRequired(ProtocolError):
+    code = m.ERR_AUTH_REQUIRED
+
+
+class NoSession(ProtocolError):
+    code = m.ERR_NO_SESSION
+
+
+class NoKey(ProtocolError):
+    """The pump has no key for the role."""
+
+    code = m.ERR_NO_KEY
+
+
+class BadTag(ProtocolError):
+    code = m.ERR_BAD_TAG
+
+
+class Replay(ProtocolError):
+    code = m.ERR_REPLAY
+
+
+class WrongRole(ProtocolError):
+    code = m.ERR_WRONG_ROLE
 
 
 ERROR_NAME: dict[int, str] = {code: name for code, name, _ in m.ERRORS}

@@ -55,6 +55,12 @@ class Decoded:
         self.type = 0
         self.seq = m.SEQ_UNSOLICITED
         self.values = ()
+        # The authentication trailer, when the frame has one (FLAG_AUTH).
+        self.auth = False
+        self.session = 0
+        self.role = 0
+        self.counter = 0
+        self.tag_at = 0  # offset of the tag; the bytes before it are what the tag signs
 
 
 def decode(frame, length, out, expect="req"):
@@ -64,6 +70,7 @@ def decode(frame, length, out, expect="req"):
     out.seq = m.SEQ_UNSOLICITED
     out.values = ()
     out.reason = ""
+    out.auth = False
     if length < m.HEADER_SIZE + m.CRC_SIZE:
         return _fail(out, m.ERR_TRUNCATED, "frame of %d bytes" % length)
     body = length - m.CRC_SIZE
@@ -81,7 +88,15 @@ def decode(frame, length, out, expect="req"):
     if layout is None or layout.kind != expect:
         return _fail(out, m.ERR_UNKNOWN_TYPE, "type 0x%02x" % mtype)
     start = m.HEADER_SIZE
-    size = body - start
+    end = body
+    if flags & m.FLAG_AUTH:
+        if end - start < m.AUTH_SIZE:
+            return _fail(out, m.ERR_BAD_LENGTH, "authentication trailer cut short")
+        end -= m.AUTH_SIZE
+        out.session, out.role, out.counter = struct.unpack_from(m.AUTH_FORMAT, frame, end)
+        out.tag_at = end + m.AUTH_FIXED
+        out.auth = True
+    size = end - start
     if layout.has_str:
         ok = size >= layout.fixed_size + 1 and size == layout.fixed_size + 1 + frame[
             start + layout.fixed_size]

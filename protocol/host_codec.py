@@ -6,6 +6,8 @@ Host only (imports construct); the board uses protocol/codec.py, built from the 
 from __future__ import annotations
 
 import binascii
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +56,25 @@ Header = cs.Struct(
     "seq" / cs.Int16ul,
 )
 
-# A decoded frame (after COBS): header, payload, CRC-32 over both. Parse with size=len(frame).
+def _authenticated(ctx: Any) -> bool:
+    return bool(ctx.header.flags & m.FLAG_AUTH)
+
+
+def _payload_size(ctx: Any) -> int:
+    trailer = m.AUTH_SIZE if _authenticated(ctx) else 0
+    return ctx._params.size - m.HEADER_SIZE - m.CRC_SIZE - trailer
+
+
+# The authentication trailer (layout and tag in protocol/messages.py).
+Auth = cs.Struct(
+    "session" / cs.Int8ul,
+    "role" / cs.Enum(cs.Int8ul, **{label: value for value, label in m.ENUMS["role"]}),
+    "counter" / cs.Int32ul,
+    "tag" / cs.Bytes(m.TAG_SIZE),
+)
+
+# A decoded frame (after COBS): header, payload, the authentication trailer if the header's
+# FLAG_AUTH says so, and CRC-32 over all of it. Parse and build with size=len(frame).
 Frame = cs.Struct(
     "body"
     / cs.RawCopy(
@@ -62,9 +82,10 @@ Frame = cs.Struct(
             "header" / Header,
             "payload"
             / cs.FixedSized(
-                cs.this._params.size - m.HEADER_SIZE - m.CRC_SIZE,
+                _payload_size,
                 cs.Switch(cs.this.header.type, PAYLOADS, default=cs.GreedyBytes),
             ),
+            "auth" / cs.If(_authenticated, Auth),
         )
     ),
     "crc" / cs.Checksum(cs.Int32ul, binascii.crc32, cs.this.body.data),
@@ -94,6 +115,7 @@ class Message:
     fields: dict[str, Any] = field(default_factory=dict)
     version: int = m.VERSION
     flags: int = 0
+    auth: dict[str, Any] | None = None  # session, role, counter, tag of a signed frame
 
     @property
     def name(self) -> str:
@@ -120,6 +142,16 @@ def build_payload(mtype: int, fields: dict[str, Any]) -> bytes:
     return PAYLOADS[mtype].build(fields)
 
 
+@dataclass(frozen=True)
+class Signer:
+    """What signs a request: the session (slot and the pump's nonce), a role and its key."""
+
+    session: int
+    nonce: bytes
+    role: str
+    key: bytes
+
+
 def build_frame(
     name_or_type: str | int,
     seq: int,
@@ -127,20 +159,38 @@ def build_frame(
     *,
     version: int = m.VERSION,
     flags: int = 0,
+    signer: Signer | None = None,
+    counter: int = 0,
 ) -> bytes:
-    """Header + payload + CRC-32 for a message (before COBS)."""
+    """Header + payload (+ authentication trailer when signed) + CRC-32, before COBS."""
     mtype = type_of(name_or_type)
     payload = build_payload(mtype, fields or {})
     size = m.HEADER_SIZE + len(payload) + m.CRC_SIZE
+    auth = None
+    if signer is not None:
+        flags |= m.FLAG_AUTH
+        size += m.AUTH_SIZE
+        auth = dict(session=signer.session, role=signer.role, counter=counter,
+                    tag=bytes(m.TAG_SIZE))
     header = dict(version=version, type=mtype, flags=flags, seq=seq)
-    return Frame.build(
-        dict(body=dict(value=dict(header=header, payload=fields or {}))), size=size
-    )
+
+    def build() -> bytes:
+        body = dict(header=header, payload=fields or {}, auth=auth)
+        return Frame.build(dict(body=dict(value=body)), size=size)
+
+    frame = build()
+    if signer is not None and auth is not None:
+        tag_at = size - m.CRC_SIZE - m.TAG_SIZE
+        digest = hmac.new(signer.key, signer.nonce + frame[:tag_at], hashlib.sha256).digest()
+        auth["tag"] = digest[: m.TAG_SIZE]
+        frame = build()
+    return frame
 
 
 def encode(
     name_or_type: str | int, seq: int, fields: dict[str, Any] | None = None, **kw: Any
 ) -> bytes:
+    # kw: version, flags, signer and counter, as build_frame takes them
     """Wire bytes: the COBS-encoded frame and its 0x00 delimiter."""
     return cobs.encode(build_frame(name_or_type, seq, fields, **kw)) + b"\x00"
 
@@ -164,18 +214,23 @@ def parse_frame(frame: bytes) -> Message:
     if header.type not in PAYLOADS:
         raise DecodeError("UNKNOWN_TYPE", f"type 0x{header.type:02x}")
     try:
-        payload = Frame.parse(frame, size=len(frame)).body.value.payload
+        body = Frame.parse(frame, size=len(frame)).body.value
+        payload = body.payload
     except cs.ConstructError as e:
         if isinstance(e.__context__, UnicodeDecodeError):
             raise DecodeError("OUT_OF_RANGE", f"type 0x{header.type:02x}: text not UTF-8") from e
         raise DecodeError("BAD_LENGTH", f"type 0x{header.type:02x}: {e}") from e
     fields = {k: _plain(v) for k, v in payload.items() if not k.startswith("_")}
+    auth = None
+    if body.auth is not None:
+        auth = {k: _plain(v) for k, v in body.auth.items() if not k.startswith("_")}
     return Message(
         type=header.type,
         seq=header.seq,
         fields=fields,
         version=header.version,
         flags=header.flags,
+        auth=auth,
     )
 
 

@@ -8,14 +8,37 @@ VERSION = 1
 HEADER_FORMAT = "<BBBH"  # version, type, flags, sequence number
 HEADER_SIZE = 5
 CRC_SIZE = 4
-MAX_FRAME = 128
+MAX_FRAME = 256
 MAX_PAYLOAD = MAX_FRAME - HEADER_SIZE - CRC_SIZE
 # Sequence number 0 is never used by a host; the pump sends it on errors about frames whose
 # header cannot be trusted (bad COBS, bad CRC, truncated, oversize) and on unsolicited frames.
 SEQ_UNSOLICITED = 0
 
-# Header flag bits. None are defined in version 1; a frame with any set is refused.
-FLAGS_KNOWN = 0
+# Header flag bits; a frame with any other bit set is refused (BAD_FLAGS).
+FLAG_AUTH = 0x01  # an authentication trailer follows the payload
+FLAGS_KNOWN = FLAG_AUTH
+
+# Authentication. A host asks for a session (CHALLENGE, open to all) and gets a session slot
+# and a 16-byte nonce the pump drew at random. Each authenticated request then carries, after
+# its payload and before the CRC, the trailer
+#     session u8 | role u8 | counter u32 LE | tag (16 bytes)
+# where counter rises with every request of the session and
+#     tag = HMAC-SHA256(key of role, nonce || header || payload || session || role || counter)
+# truncated to 16 bytes. A frame replayed in the same session repeats a counter (REPLAY), in
+# another session or after a reboot it meets another nonce (BAD_TAG or NO_SESSION).
+AUTH_FORMAT = "<BBI"  # session, role, counter
+AUTH_FIXED = 6
+TAG_SIZE = 16
+AUTH_SIZE = AUTH_FIXED + TAG_SIZE
+NONCE_SIZE = 16
+KEY_SIZE = 32
+SESSIONS = 4  # concurrent sessions; a new CHALLENGE takes the least recently used slot
+
+ROLE_NONE = 0
+ROLE_PATIENT = 1
+ROLE_CLINICIAN = 2
+ROLE_SERVICE = 3
+ROLE_NAMES = ("none", "patient", "clinician", "service")
 
 # Confirmation words ("STOP", "REPL" in ASCII): neither command can happen by accident.
 STOP_CONFIRM = 0x53544F50
@@ -26,6 +49,11 @@ ENUMS = {
     "mode": (
         (0, "stopped"),
         (1, "continuous"),
+    ),
+    "role": (
+        (1, "patient"),
+        (2, "clinician"),
+        (3, "service"),
     ),
     "stop_reason": (
         (1, "clinician_decision"),
@@ -49,6 +77,12 @@ ERRORS = (
     (10, "NOT_CONFIRMED", "the command needs an explicit confirmation"),
     (11, "INVALID_STATE", "the command is not allowed in the pump's present state"),
     (12, "INTERNAL", "the firmware failed handling the request; delivery goes on"),
+    (13, "AUTH_REQUIRED", "the request needs an authenticated frame"),
+    (14, "NO_SESSION", "no such session: ask for a new CHALLENGE"),
+    (15, "NO_KEY", "no key is provisioned for that role"),
+    (16, "BAD_TAG", "the authentication tag does not match"),
+    (17, "REPLAY", "the counter did not rise: a replayed or reordered frame"),
+    (18, "WRONG_ROLE", "the role may not send this request"),
 )
 
 # Field: (name, kind, low, high, enum, unit)
@@ -93,6 +127,11 @@ MESSAGES = (
     (0x84, "STOPPED", "resp", (
         ("reason", "B", 1, 4, "stop_reason", ""),
     ), "Delivery is stopped."),
+    (0x06, "CHALLENGE", "req", (), "Open an authenticated session."),
+    (0x86, "CHALLENGE_OK", "resp", (
+        ("session", "B", 0, SESSIONS - 1, None, "session slot"),
+        ("nonce", "16s", None, None, None, "random, drawn by the pump"),
+    ), "A session: its slot and nonce."),
     (0x05, "ENTER_REPL", "req", (
         ("confirm", "I", 0, 0xFFFFFFFF, None, "must equal REPL_CONFIRM"),
     ), "Leave the binary protocol for the MicroPython REPL (to re-flash). Only when stopped."),
@@ -115,11 +154,28 @@ STOP = 0x04
 STOPPED = 0x84
 ENTER_REPL = 0x05
 REPL_OK = 0x85
+CHALLENGE = 0x06
+CHALLENGE_OK = 0x86
 ERROR = 0xFF
+
+# Who may send each request: a bit per role (1 << role); OPEN needs no authentication.
+OPEN = 0
+PATIENT = 1 << ROLE_PATIENT
+CLINICIAN = 1 << ROLE_CLINICIAN
+SERVICE = 1 << ROLE_SERVICE
+ANY_ROLE = PATIENT | CLINICIAN | SERVICE
+ACCESS = {
+    GET_INFO: OPEN,
+    CHALLENGE: OPEN,
+    GET_STATUS: ANY_ROLE,
+    SET_CONTINUOUS: CLINICIAN,
+    STOP: CLINICIAN,
+    ENTER_REPL: CLINICIAN | SERVICE,
+}
 
 # Requests that only read: always answered afresh. Every other request changes the pump, and
 # a repeat of it (same sequence number and CRC as the last one) is answered from the cache.
-READ_ONLY = (GET_INFO, GET_STATUS)
+READ_ONLY = (GET_INFO, GET_STATUS, CHALLENGE)
 
 ERR_OVERSIZE = 1
 ERR_TRUNCATED = 2
@@ -133,6 +189,12 @@ ERR_BAD_FLAGS = 9
 ERR_NOT_CONFIRMED = 10
 ERR_INVALID_STATE = 11
 ERR_INTERNAL = 12
+ERR_AUTH_REQUIRED = 13
+ERR_NO_SESSION = 14
+ERR_NO_KEY = 15
+ERR_BAD_TAG = 16
+ERR_REPLAY = 17
+ERR_WRONG_ROLE = 18
 
 MODE_STOPPED = 0
 MODE_CONTINUOUS = 1

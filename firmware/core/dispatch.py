@@ -5,11 +5,16 @@ from protocol import messages as m
 
 
 class Dispatcher:
-    def __init__(self, pump, identity):
-        """identity: (board_id bytes, firmware version str)."""
+    def __init__(self, pump, identity, guard, random_bytes):
+        """identity: (board_id bytes, firmware version str); guard: the sessions and keys;
+        random_bytes(n): n unpredictable bytes (the board's entropy) for session nonces."""
         self.pump = pump
         self.board_id, self.fw_version = identity
+        self.guard = guard
+        self.random_bytes = random_bytes
         self.frame_errors = 0
+        # Refusals of frames and of who sent them, by error code (issue counters).
+        self.error_counts = [0] * (m.ERRORS[-1][0] + 1)
         self.repl_requested = False
         self._handlers = {
             m.GET_INFO: self._info,
@@ -17,6 +22,7 @@ class Dispatcher:
             m.SET_CONTINUOUS: self._set_continuous,
             m.STOP: self._stop,
             m.ENTER_REPL: self._enter_repl,
+            m.CHALLENGE: self._challenge,
         }
 
     def handle(self, mtype, values):
@@ -29,9 +35,15 @@ class Dispatcher:
             return m.ERROR, (m.ERR_INTERNAL, mtype, "internal error: %s" % e)
 
     def error(self, code, request_type, reason):
-        """Answer a frame the codec refused, and count it."""
+        """Answer a frame refused by the codec or the guard, and count it."""
         self.frame_errors = (self.frame_errors + 1) & 0xFFFF
+        if code < len(self.error_counts):
+            self.error_counts[code] = (self.error_counts[code] + 1) & 0xFFFF
         return m.ERROR, (code, request_type, reason)
+
+    def _challenge(self, values):
+        slot = self.guard.open(self.random_bytes(m.NONCE_SIZE))
+        return (slot, self.guard.nonces[slot])
 
     def _info(self, values):
         p = self.pump

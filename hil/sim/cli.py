@@ -6,11 +6,14 @@ import argparse
 import json
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 from hil.sim.clock import MANUAL, MAX
 from hil.sim.control import ControlServer
 from hil.sim.ports import PtyPort, TcpPort
 from hil.sim.simulator import Simulator
+from host import keys
 
 
 def parse_speed(text: str) -> float:
@@ -40,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0, help="TCP port for the pump (default: any)")
     ap.add_argument("--control-port", type=int, default=0, help="TCP port for the rig control")
     ap.add_argument("--board-id", help="16 hex digits reported as the board's unique id")
+    ap.add_argument("--flash", type=Path, help="folder standing for the board's flash "
+                    "(default: a new temporary folder, removed at exit)")
+    ap.add_argument("--keys", type=Path, help="role keys to provision (default: new "
+                    "development keys, written to FLASH/keys.json)")
     ap.add_argument("--json", action="store_true", help="print the endpoints as one JSON line")
     args = ap.parse_args(argv)
     out = sys.stdout  # saved: the firmware takes sys.stdout over as its USB CDC
@@ -47,7 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     kw = {}
     if args.board_id:
         kw["board_id"] = bytes.fromhex(args.board_id)
-    sim = Simulator(speed=args.speed, **kw)
+    tmp = None
+    if args.flash is None:
+        tmp = tempfile.TemporaryDirectory(prefix="pumpsim-flash-")
+        args.flash = Path(tmp.name)
+    args.flash.mkdir(parents=True, exist_ok=True)
+    keyfile = args.flash / "keys.json"
+    if args.keys is not None:
+        keys.write(keyfile, keys.load(args.keys))
+    elif not keyfile.exists():
+        keys.write(keyfile, keys.generate())
+    sim = Simulator(args.flash.resolve(), speed=args.speed, **kw)
     pty = PtyPort(sim.link)
     tcp = TcpPort(sim.link, port=args.port)
     control = ControlServer(sim, port=args.control_port)
@@ -57,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "pty": pty.path,
         "url": tcp.url,
         "control": f"{control.host}:{control.port}",
+        "keys": str(keyfile.resolve()),
         "speed": "max" if args.speed == MAX else args.speed,
     }
     if args.json:
@@ -70,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  pty:     {pty.path}\n"
             f"  socket:  {tcp.url}\n"
             f"  control: {control.host}:{control.port} (JSON lines)\n"
-            f"try: pumpctl --port {tcp.url} status\n"
+            f"  keys:    {keyfile.resolve()} (development keys)\n"
+            f"try: pumpctl --port {tcp.url} --keys {keyfile.resolve()} status\n"
             "Ctrl-C stops the simulator.\n"
         )
     out.flush()
@@ -81,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     tcp.close()
     control.close()
+    if tmp is not None:
+        tmp.cleanup()
     if sim.crashed is not None:
         sys.stderr.write("pumpsim: the firmware crashed (traceback above)\n")
         return 70

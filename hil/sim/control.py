@@ -1,7 +1,8 @@
 """The rig's control channel on the simulator: JSON lines over TCP.
 
 Requests: {"cmd": "ping"}, {"cmd": "now"}, {"cmd": "advance", "ms": N}, {"cmd": "plant"},
-{"cmd": "quit"}. Each gets one line back: {"ok": true, ...} or {"ok": false, "error": "..."}.
+{"cmd": "reset"} (the reset button), {"cmd": "quit"}. Each gets one line back:
+{"ok": true, ...} or {"ok": false, "error": "..."}.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class ControlServer:
             with sim.cond:
                 state = asdict(sim.plant.state())
             return {"ok": True, "now_ms": sim.now_ms(), **state}
+        if cmd == "reset":
+            sim.reset()
+            return {"ok": True}
         if cmd == "quit":
             sim.stopped.set()
             return {"ok": True}

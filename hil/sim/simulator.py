@@ -4,6 +4,7 @@ modules, wired to a plant, a virtual link and a virtual clock."""
 from __future__ import annotations
 
 import importlib
+import os
 import runpy
 import sys
 import threading
@@ -29,10 +30,14 @@ DEFAULT_EPOCH_S = 1_798_761_600  # 2027-01-01T00:00:00Z: the pump clock until se
 class Simulator:
     def __init__(
         self,
+        flash: Path,
         speed: float = MANUAL,
         board_id: bytes = DEFAULT_BOARD_ID,
         epoch_s: int = DEFAULT_EPOCH_S,
     ):
+        """flash: the folder that stands for the board's flash filesystem (keys.json, later
+        the stored state); the firmware runs with it as its working directory."""
+        self.flash = flash
         self.cond = threading.Condition()
         self.clock = VirtualClock(self.cond, speed)
         self.link = VirtualLink(self.cond)
@@ -42,6 +47,7 @@ class Simulator:
         self.kbd_intr = 3
         self.reset_cause = 1  # PWRON_RESET
         self.boots = 0
+        self.reset_requested = False
         self.crashed: BaseException | None = None
         self.crash_text = ""
         self.stopped = threading.Event()
@@ -69,6 +75,7 @@ class Simulator:
 
     def _run_firmware(self) -> None:
         # The firmware's USB CDC is this process's stdin/stdout; our own output goes to stderr.
+        os.chdir(self.flash)  # the firmware's open("keys.json") finds the board's flash
         sys.stdin = self.link.stdin  # type: ignore[assignment]
         sys.stdout = self.link.stdout  # type: ignore[assignment]
         machine = self._fake_modules["machine"]
@@ -78,6 +85,9 @@ class Simulator:
                 runpy.run_path(str(FIRMWARE_MAIN), run_name="__main__")
                 return  # main.py returned: the board sits at the REPL
             except machine.Reset:
+                with self.cond:
+                    self.reset_requested = False
+                    self.link.rx.clear()  # what was in flight dies with the reset
                 self.reset_cause = machine.SOFT_RESET
                 self.config = self._import_firmware()
             except BaseException as e:  # a crash is a finding: keep it for the rig to report
@@ -86,6 +96,12 @@ class Simulator:
                 print("firmware crashed:\n" + self.crash_text, file=sys.stderr, flush=True)
                 self.stopped.set()
                 return
+
+    def reset(self) -> None:
+        """Press the reset button: the firmware reboots from main.py (the plant stays)."""
+        with self.cond:
+            self.reset_requested = True
+            self.cond.notify_all()
 
     def start(self) -> threading.Thread:
         t = threading.Thread(target=self._run_firmware, name="firmware", daemon=True)

@@ -4,6 +4,7 @@ passes."""
 from __future__ import annotations
 
 from hil.sim import fakes_state as _s
+from hil.sim.fakes import machine as _machine
 
 POLLIN = 1
 POLLOUT = 4
@@ -28,7 +29,9 @@ class _Poll:
         sim = _s.sim()
         with sim.cond:
             deadline = None if timeout < 0 else sim.clock.now_locked() + timeout
-            ready = sim.clock.wait(deadline, lambda: bool(sim.link.rx))
+            ready = sim.clock.wait(deadline, lambda: bool(sim.link.rx) or sim.reset_requested)
+            if sim.reset_requested:
+                raise _machine.Reset()  # the reset button, pressed while the firmware waits
         return ((self._objs[0], POLLIN),) if ready and self._objs else ()
 
     poll = ipoll
