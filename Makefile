@@ -36,7 +36,7 @@ hil: setup
 	$(PY) -m pytest hil/suites $(if $(PUMP),--pump $(PUMP))
 
 flash: setup
-	$(PY) -m host.deploy $(if $(PORT),--port $(PORT))
+	$(PY) -m host.deploy $(if $(PORT),--port $(PORT)) $(if $(KEYS),--keys $(KEYS))
 
 bench: setup
 	$(PY) -m hil.bench

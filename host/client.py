@@ -8,15 +8,14 @@
 from __future__ import annotations
 
 import errno
-import queue
 import secrets
 import threading
+import time
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
 import serial
-import serial.threaded
 
 from host import errors
 from host.units import mcg_to_ng, ng_to_mcg, nl_to_ul
@@ -57,29 +56,6 @@ class Status:
         return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
 
 
-class _Packets(serial.threaded.Packetizer):
-    """Hands each 0x00-delimited block from the reader thread to the client's inbox."""
-
-    TERMINATOR = b"\x00"
-
-    def __init__(self, inbox: queue.Queue[Any]):
-        super().__init__()
-        self.inbox = inbox
-
-    def handle_packet(self, packet: bytes) -> None:
-        if not packet:
-            return
-        try:
-            self.inbox.put(host_codec.decode(packet))
-        except DecodeError as e:
-            self.inbox.put(e)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        # Not super(): serial.threaded's Protocol re-raises exc in the reader thread.
-        self.transport = None
-        self.inbox.put(errors.PortLost(f"connection lost: {exc}" if exc else "port closed"))
-
-
 def open_port(url: str, baudrate: int = 115200) -> serial.Serial:
     """Open any pyserial URL, turning its failures into one-line typed errors."""
     try:
@@ -117,8 +93,8 @@ class PumpClient:
         self.timeout = timeout
         self.retries = retries
         self.baudrate = baudrate
-        self._inbox: queue.Queue[Any] = queue.Queue()
-        self._reader: serial.threaded.ReaderThread[_Packets] | None = None
+        self._port: serial.Serial | None = None
+        self._buffer = bytearray()  # bytes read but not yet a whole frame
         # A random start: a new session is unlikely to repeat the last session's sequence
         # number, which the pump would take for a retry of the same command.
         self._seq = secrets.randbelow(0xFFFF)
@@ -127,18 +103,14 @@ class PumpClient:
     # -- lifecycle -----------------------------------------------------------------------
 
     def open(self) -> PumpClient:
-        port = open_port(self.url, self.baudrate)
-        reader = serial.threaded.ReaderThread(port, lambda: _Packets(self._inbox))
-        reader.start()
-        reader.connect()
-        port.timeout = 0.05  # ReaderThread sets 1 s on ports without cancel_read: close faster
-        self._reader = reader
+        self._port = open_port(self.url, self.baudrate)
+        self._port.reset_input_buffer()  # whatever an earlier session left unread
         return self
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        if self._port is not None:
+            self._port.close()
+            self._port = None
 
     def __enter__(self) -> PumpClient:
         return self.open()
@@ -158,7 +130,7 @@ class PumpClient:
         reboot). A lost or corrupted exchange is retried with the same sequence number: a
         command byte for byte (the pump answers the repeat from its cache), a read signed
         afresh (reads simply run again)."""
-        if self._reader is None:
+        if self._port is None:
             raise errors.LinkError("client is not open")
         mtype = host_codec.type_of(name)
         with self._lock:
@@ -208,31 +180,45 @@ class PumpClient:
         )
 
     def _write(self, wire: bytes) -> None:
-        assert self._reader is not None
+        assert self._port is not None
         try:
-            self._reader.write(wire)
+            self._port.write(wire)
         except (serial.SerialException, OSError) as e:
             raise errors.PortLost(f"{self.url}: write failed: {e}") from e
 
+    def _read(self) -> None:
+        """Read what has arrived (waiting at most the port's short timeout for a byte)."""
+        assert self._port is not None
+        try:
+            self._buffer += self._port.read(self._port.in_waiting or 1)
+        except (serial.SerialException, OSError) as e:
+            raise errors.PortLost(f"{self.url}: connection lost: {e}") from e
+
     def _await(self, seq: int) -> Message | DecodeError | None:
-        """The response to seq; a DecodeError or None (timeout) means: try again."""
+        """The response to seq; a DecodeError or None (timeout) means: try again.
+        Reads in the caller's thread: no hand-off between threads on the way."""
         garbled: DecodeError | None = None
+        deadline = time.monotonic() + self.timeout
         while True:
-            try:
-                item = self._inbox.get(timeout=self.timeout)
-            except queue.Empty:
+            while (end := self._buffer.find(0)) >= 0:
+                packet = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                if not packet:
+                    continue
+                try:
+                    msg = host_codec.decode(packet)
+                except DecodeError as e:
+                    garbled = e
+                    continue
+                if msg.seq == seq:
+                    return msg
+                if msg.seq == m.SEQ_UNSOLICITED and msg.type == m.ERROR:
+                    # The pump could not read a frame (ours, corrupted on the way): resend.
+                    return None
+                # A late answer to an earlier attempt: not ours.
+            if time.monotonic() >= deadline:
                 return garbled
-            if isinstance(item, errors.PortLost):
-                raise errors.PortLost(f"{self.url}: {item}")
-            if isinstance(item, DecodeError):
-                garbled = item
-                continue
-            if item.seq == seq:
-                return item
-            if item.seq == m.SEQ_UNSOLICITED and item.type == m.ERROR:
-                # The pump could not read a frame (ours, corrupted on the way): resend.
-                return None
-            # A late answer to an earlier attempt or an unsolicited frame: not ours.
+            self._read()
 
     def _check(self, mtype: int, msg: Message) -> Message:
         if msg.type == m.ERROR:

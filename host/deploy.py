@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from host import errors
+from host import errors, keys
 from host.client import PumpClient
 from host.discovery import pick_port
 
@@ -48,9 +48,13 @@ def remote_path(src: Path) -> str:
     return rel[:-3] + ".mpy"
 
 
-def build(out: Path) -> list[tuple[Path, str]]:
-    """Compile into out/; return (local file, path on the board) pairs."""
+def build(out: Path, keyfile: Path | None = None) -> list[tuple[Path, str]]:
+    """Compile into out/; return (local file, path on the board) pairs. With a key file,
+    its keys go to the board as keys.json (provisioning)."""
     plan = []
+    if keyfile is not None:
+        keys.write(out / "keys.json", keys.load(keyfile))
+        plan.append((out / "keys.json", "keys.json"))
     for src in board_sources():
         dest = remote_path(src)
         local = out / dest
@@ -69,10 +73,12 @@ def build(out: Path) -> list[tuple[Path, str]]:
     return plan
 
 
-def release_link(port: str) -> str:
-    """Ask running pump firmware for the REPL. Returns what was found on the port."""
+def release_link(port: str, role_keys: dict[str, bytes]) -> str:
+    """Ask running pump firmware for the REPL (as clinician, or service if that is the key
+    held). Returns what was found on the port."""
+    role = "clinician" if "clinician" in role_keys else "service"
     try:
-        with PumpClient(port, timeout=1.0, retries=1) as pump:
+        with PumpClient(port, timeout=1.0, retries=1, keys=role_keys, role=role) as pump:
             pump.enter_repl()
             return "pump firmware handed over the REPL"
     except (errors.NoResponse, errors.GarbledResponse):
@@ -113,13 +119,17 @@ def deploy(port: str, plan: list[tuple[Path, str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="deploy", description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--port", "-p", help="the board's port (default: the one Pico on USB)")
+    ap.add_argument("--keys", type=Path, metavar="FILE",
+                    help="role keys to provision onto the board as keys.json (python -m "
+                    "host.keys new FILE makes them); also used to ask running firmware for "
+                    "the REPL (default for that: $PUMPCTL_KEYS)")
     ap.add_argument("--dry-run", action="store_true",
                     help="compile and show what would be copied; touch no board")
     ap.add_argument("--json", action="store_true", help="print the plan as JSON")
     args = ap.parse_args(argv)
     try:
         with tempfile.TemporaryDirectory(prefix="intrapump-build-") as tmp:
-            plan = build(Path(tmp))
+            plan = build(Path(tmp), args.keys)
             listing = [{"path": dest, "bytes": local.stat().st_size} for local, dest in plan]
             if args.json:
                 print(json.dumps({"files": listing, "dry_run": args.dry_run}))
@@ -129,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.dry_run:
                 return 0
             port = args.port or pick_port()
-            say.print(f"{port}: {release_link(port)}")
+            keyfile = keys.find(str(args.keys) if args.keys else None, None)
+            say.print(f"{port}: {release_link(port, keys.load(keyfile) if keyfile else {})}")
             deploy(port, plan)
             say.print(f"[green]flashed {len(plan)} files to {port}; the pump firmware is "
                       "starting[/]")

@@ -6,17 +6,28 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import serial
 
 from hil.launcher import SimProcess
-from host import cli, discovery
+from host import cli, discovery, keys
 
 STATUS_KEYS = {
     "mode", "daily_dose_mcg", "concentration_mcg_ml", "rate_ul_day", "delivered_ul",
     "delivered_mcg", "reservoir_ul", "uptime_s", "frame_errors",
 }
+
+
+@pytest.fixture(autouse=True)
+def sim_keys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests against the simulator hold its development keys, as a user who exported
+    PUMPCTL_KEYS would; no test sees the user's own key files."""
+    monkeypatch.setattr(keys, "CONFIG_DIR", Path("/nonexistent/intrapump-keys"))
+    monkeypatch.delenv("PUMPCTL_KEYS", raising=False)
+    if "sim" in request.fixturenames:
+        monkeypatch.setenv("PUMPCTL_KEYS", request.getfixturevalue("sim").keyfile)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -180,6 +191,51 @@ def bad_device(request: pytest.FixtureRequest) -> Iterator[FakeDevice]:
 
 def test_misbehaving_device(bad_device: FakeDevice, capsys: pytest.CaptureFixture[str]) -> None:
     expected = {"silent": "NoResponse", "garbage": "GarbledResponse", "hangup": "PortLost"}
-    code, data = run_json(capsys, "status", "--timeout", "0.2", "--port", bad_device.url)
+    code, data = run_json(capsys, "info", "--timeout", "0.2", "--port", bad_device.url)
     assert code == 3
     assert data["error"]["type"] == expected[bad_device.behaviour]
+
+
+# --- roles and keys ----------------------------------------------------------------------------
+
+
+def test_no_keys_sends_nothing_that_needs_a_role(
+    sim: SimProcess, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("PUMPCTL_KEYS")
+    code, _, err = run(capsys, "status", "--port", sim.url)
+    assert code == 2 and "no clinician key" in err
+    code, data = run_json(capsys, "info", "--port", sim.url)  # identity needs no role
+    assert code == 0 and data["step_nl"] == 250
+
+
+def test_patient_reads_but_cannot_program(
+    sim: SimProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, status = run_json(capsys, "status", "--role", "patient", "--port", sim.url)
+    assert code == 0 and status["mode"] == "stopped"
+    code, data = run_json(capsys, "set-dose", "400", "-c", "500", "--role", "patient",
+                          "--port", sim.url)
+    assert code == 4 and data["error"]["type"] == "WrongRole"
+    _, status = run_json(capsys, "status", "--port", sim.url)
+    assert status["mode"] == "stopped"
+
+
+def test_wrong_key_is_refused(
+    sim: SimProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    forged = tmp_path / "forged.json"
+    keys.write(forged, keys.generate())
+    code, data = run_json(capsys, "set-dose", "400", "-c", "500", "--keys", str(forged),
+                          "--port", sim.url)
+    assert code == 4 and data["error"]["type"] == "BadTag"
+
+
+@pytest.mark.parametrize("content", ["not json", '{"clinician": "abcd"}', '{"root": "00"}'])
+def test_bad_key_file(
+    sim: SimProcess, tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "keys.json"
+    bad.write_text(content)
+    code, _, err = run(capsys, "status", "--keys", str(bad), "--port", sim.url)
+    assert code == 2 and str(bad) in err

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from hil.launcher import SimProcess
-from host import deploy, discovery, errors
-from host.client import PumpClient
+from host import deploy, discovery, errors, keys
 
 
 def test_dry_run_plan(capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,11 +31,24 @@ def test_no_board_says_so(
 
 
 def test_refuses_to_take_over_a_delivering_pump(sim: SimProcess) -> None:
-    with PumpClient(sim.url) as pump:
+    with sim.client() as pump:
         pump.set_continuous("400", 500)
     with pytest.raises(errors.InvalidState):
-        deploy.release_link(sim.url)
-    with PumpClient(sim.url) as pump:
+        deploy.release_link(sim.url, sim.keys())
+    with sim.client() as pump:
         assert pump.status().mode == "continuous"  # still delivering
         pump.stop("surgery_or_maintenance", confirm=True)
-    assert deploy.release_link(sim.url) == "pump firmware handed over the REPL"
+    patient_only = {"patient": sim.keys()["patient"]}
+    with pytest.raises(errors.MissingKey):
+        deploy.release_link(sim.url, patient_only)  # a patient cannot take the board over
+    assert deploy.release_link(sim.url, sim.keys()) == "pump firmware handed over the REPL"
+
+
+def test_keys_are_provisioned_with_the_firmware(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keyfile = tmp_path / "keys.json"
+    keys.write(keyfile, keys.generate())
+    assert deploy.main(["--dry-run", "--json", "--keys", str(keyfile)]) == 0
+    files = {f["path"] for f in json.loads(capsys.readouterr().out)["files"]}
+    assert "keys.json" in files

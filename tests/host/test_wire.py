@@ -19,12 +19,28 @@ from protocol.host_codec import Message
 
 
 class Wire:
-    """A raw connection to the pump: send bytes, read whole frames."""
+    """A raw connection to the pump: send bytes, read whole frames. With keys, requests that
+    need a role are signed (clinician) in a session opened on first need."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, role_keys: dict[str, bytes] | None = None):
         host, port = url.removeprefix("socket://").rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=5)
         self.buf = b""
+        self.keys = role_keys or {}
+        self.signer: hc.Signer | None = None
+        self.counter = 0
+
+    def open_session(self, role: str = "clinician") -> hc.Signer:
+        r = self.ask("CHALLENGE", 60000)
+        self.signer = hc.Signer(r["session"], r["nonce"], role, self.keys[role])
+        self.counter = 0
+        return self.signer
+
+    def signed(self, name: str, seq: int, fields: dict | None = None) -> bytes:
+        """Wire bytes of a request signed with the next counter of the session."""
+        signer = self.signer or self.open_session()
+        self.counter += 1
+        return hc.encode(name, seq, fields, signer=signer, counter=self.counter)
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -41,13 +57,14 @@ class Wire:
         return hc.decode(self.raw_reply())
 
     def ask(self, name: str, seq: int, fields: dict | None = None) -> Message:
-        self.send(hc.encode(name, seq, fields))
+        needs_role = m.ACCESS[hc.type_of(name)] != m.OPEN
+        self.send(self.signed(name, seq, fields) if needs_role else hc.encode(name, seq, fields))
         return self.reply()
 
 
 @pytest.fixture
 def wire(sim: SimProcess) -> Iterator[Wire]:
-    w = Wire(sim.url)
+    w = Wire(sim.url, sim.keys())
     yield w
     w.sock.close()
 
@@ -79,8 +96,11 @@ BAD_FRAMES = [
     ("short payload", framed(header(m.SET_CONTINUOUS, 12) + b"\x01"), m.ERR_BAD_LENGTH, 12),
     ("dose too high", framed(header(m.SET_CONTINUOUS, 13) + struct.pack("<IH", 10**9, 500)),
      m.ERR_OUT_OF_RANGE, 13),
-    ("unconfirmed stop", framed(header(m.STOP, 14) + struct.pack("<BI", 1, 0)),
-     m.ERR_NOT_CONFIRMED, 14),
+    ("unsigned stop", framed(header(m.STOP, 14) + struct.pack("<BI", 1, m.STOP_CONFIRM)),
+     m.ERR_AUTH_REQUIRED, 14),
+    ("signed, no session", framed(header(m.GET_STATUS, 15, flags=m.FLAG_AUTH)
+                                  + struct.pack(m.AUTH_FORMAT, 3, 2, 1) + bytes(m.TAG_SIZE)),
+     m.ERR_NO_SESSION, 15),
 ]
 
 
@@ -94,8 +114,7 @@ def test_bad_frame_gets_typed_error_and_link_goes_on(
     assert_error(wire.reply(), code, seq)
     status = wire.ask("GET_STATUS", 20)
     assert status.type == m.STATUS and status.seq == 20
-    counted = 0 if code == m.ERR_NOT_CONFIRMED else 1  # a refusal is not a bad frame
-    assert status["frame_errors"] == counted
+    assert status["frame_errors"] == 1
     assert status["mode"] == "stopped"  # nothing bad changed the therapy
 
 
@@ -114,9 +133,10 @@ def test_garbage_between_frames_is_skipped(wire: Wire) -> None:
 
 def test_retry_with_same_seq_is_answered_not_rerun(sim: SimProcess, wire: Wire) -> None:
     rig = SimRig(sim.control)
-    request = hc.encode("SET_CONTINUOUS", 77, {"daily_dose_ng": 400_000, "concentration": 500})
+    request = wire.signed("SET_CONTINUOUS", 77, {"daily_dose_ng": 400_000, "concentration": 500})
     wire.send(request)
     first = wire.raw_reply()
+    assert hc.decode(first).type == m.SET_CONTINUOUS_OK
     rig.advance(20_000)  # steps fall every 27 s: re-running would restart that interval
     wire.send(request)
     assert wire.raw_reply() == first
@@ -149,3 +169,53 @@ def test_a_read_is_answered_afresh_even_with_the_same_seq(sim: SimProcess, wire:
     again = wire.ask("GET_STATUS", 9)  # e.g. a new pumpctl run that drew the same number
     assert again["uptime_s"] == first["uptime_s"] + 5
     rig.close()
+
+
+# --- authentication: replay and roles -------------------------------------------------------
+
+
+SET_400 = {"daily_dose_ng": 400_000, "concentration": 500}
+STOP = {"reason": "clinician_decision", "confirm": m.STOP_CONFIRM}
+
+
+def test_replay_in_the_same_session_is_refused(wire: Wire) -> None:
+    old = wire.signed("SET_CONTINUOUS", 1, SET_400)
+    wire.send(old)
+    assert wire.reply().type == m.SET_CONTINUOUS_OK
+    assert wire.ask("STOP", 2, STOP).type == m.STOPPED
+    wire.send(old)  # captured earlier, replayed after a later command
+    assert_error(wire.reply(), m.ERR_REPLAY, 1)
+    assert wire.ask("GET_STATUS", 3)["mode"] == "stopped"
+
+
+def test_replay_in_a_later_session_is_refused(sim: SimProcess, wire: Wire) -> None:
+    old = wire.signed("SET_CONTINUOUS", 1, SET_400)  # session opened, frame never sent
+    for _ in range(m.SESSIONS):  # other hosts come and go: every slot gets a new nonce
+        Wire(sim.url, sim.keys()).open_session()
+    wire.send(old)
+    assert_error(wire.reply(), m.ERR_BAD_TAG, 1)
+
+
+def test_replay_after_a_reboot_is_refused(sim: SimProcess, wire: Wire) -> None:
+    old = wire.signed("SET_CONTINUOUS", 1, SET_400)
+    rig = SimRig(sim.control)
+    rig.reset()
+    rig.advance(100)
+    rig.close()
+    wire.send(old)
+    assert_error(wire.reply(), m.ERR_NO_SESSION, 1)
+
+
+def test_a_patient_cannot_program(sim: SimProcess) -> None:
+    w = Wire(sim.url, sim.keys())
+    w.open_session("patient")
+    assert_error(w.ask("SET_CONTINUOUS", 1, SET_400), m.ERR_WRONG_ROLE, 1)
+    assert w.ask("GET_STATUS", 2)["mode"] == "stopped"  # but may read
+
+
+def test_a_forged_tag_is_refused(wire: Wire) -> None:
+    frame = bytearray(cobs.decode(wire.signed("SET_CONTINUOUS", 1, SET_400)[:-1]))
+    frame[-m.CRC_SIZE - 1] ^= 0x01  # last byte of the tag
+    body = bytes(frame[: -m.CRC_SIZE])
+    wire.send(framed(body))
+    assert_error(wire.reply(), m.ERR_BAD_TAG, 1)
