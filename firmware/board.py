@@ -91,6 +91,9 @@ class Board:
     def unique_id(self):
         return bytes(machine.unique_id())[:8]
 
+    def reset_cause(self):
+        return machine.reset_cause()
+
     def random_bytes(self, n):
         """Unpredictable bytes (the RP2040's ring-oscillator entropy behind os.urandom)."""
         return os.urandom(n)

@@ -33,6 +33,8 @@ STEP_NL = 250  # volume per motor step (lead screw pitch x syringe bore / steps 
 RESERVOIR_NL = 20_000_000  # 20 mL model
 MAX_RATE_NL_DAY = 24_000_000  # the mechanism's top continuous rate: 1 mL/h
 
+EVENT_LOG_SIZE = 256  # events kept in RAM (14 bytes each); the oldest is dropped first
+
 # Link: "usb" (USB CDC stdin/stdout) or "uart0"
 LINK = "usb"
 UART_BAUD = 115200

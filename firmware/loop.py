@@ -5,6 +5,7 @@ import time
 
 from firmware import config, keystore, version
 from firmware.core.dispatch import Dispatcher
+from firmware.core.eventlog import EventLog
 from firmware.core.guard import Guard
 from firmware.core.pump import Pump
 from protocol import codec, framing
@@ -19,11 +20,13 @@ MAX_WAIT_MS = 60_000
 class Loop:
     def __init__(self, board):
         self.board = board
-        self.pump = Pump(
-            config.STEP_NL, config.RESERVOIR_NL, config.RESERVOIR_NL, config.MAX_RATE_NL_DAY)
+        self.pump = Pump(config.STEP_NL, config.RESERVOIR_NL, config.RESERVOIR_NL,
+                         config.MAX_RATE_NL_DAY, time.time())
         self.guard = Guard(keystore.load())
         self.dispatcher = Dispatcher(
-            self.pump, (board.unique_id(), version.VERSION), self.guard, board.random_bytes)
+            self.pump, (board.unique_id(), version.VERSION), self.guard, board.random_bytes,
+            EventLog(config.EVENT_LOG_SIZE))
+        self.dispatcher.record(m.EV_BOOT, board.reset_cause())
         self.reader = framing.FrameReader()
         self.decoded = codec.Decoded()
         self.encoder = codec.Encoder()
@@ -92,7 +95,7 @@ class Loop:
         if self.guard.advance(d):
             self.refuse(d)
             return
-        wire = self.reply(d.seq, *self.dispatcher.handle(d.type, d.values))
+        wire = self.reply(d.seq, *self.dispatcher.handle(d.type, d.values, d.role))
         if read_only:
             return
         self.answered_seq = d.seq
@@ -102,7 +105,8 @@ class Loop:
 
     def refuse(self, d):
         g = self.guard
-        self.reply(d.seq, *self.dispatcher.error(g.code, d.type, g.reason))
+        self.reply(d.seq, *self.dispatcher.error(
+            g.code, d.type, g.reason, d.role, logged=True))
 
     def reply(self, seq, mtype, values):
         wire = self.encoder.encode(mtype, seq, values)

@@ -19,6 +19,7 @@ from host.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT, PumpClient, Status
 from host.discovery import pick_port
 from host.units import ng_to_mcg, nl_to_ul
 from protocol import messages as m
+from protocol.host_codec import MESSAGE_NAMES
 
 STOP_REASONS = [label for _, label in m.ENUMS["stop_reason"]]
 EXIT_USAGE = 2
@@ -72,6 +73,7 @@ def _status_table(s: Status, title: str) -> Table:
     t.add_row("rate", f"{_fmt(s.rate_ul_day)} uL/day")
     t.add_row("delivered", f"{_fmt(s.delivered_ul)} uL = {_fmt(s.delivered_mcg)} mcg")
     t.add_row("reservoir", f"{_fmt(s.reservoir_ul / 1000)} mL left")
+    t.add_row("pump clock", s.clock.strftime("%Y-%m-%d %H:%M:%S UTC"))
     t.add_row("pump uptime", _duration(s.uptime_s))
     if s.frame_errors:
         t.add_row("link errors", f"[red]{s.frame_errors}[/] bad frames received")
@@ -150,6 +152,53 @@ def cmd_stop(pump: PumpClient, args: argparse.Namespace) -> None:
     )
 
 
+def cmd_log(pump: PumpClient, args: argparse.Namespace) -> None:
+    events = pump.events(args.start)
+    if args.json:
+        for e in events:
+            print(json.dumps(e.to_dict()))
+        return
+    t = Table(title=f"event log ({len(events)} events)", title_justify="left")
+    for col in ("#", "time (UTC)", "event", "by", "details"):
+        t.add_column(col)
+    for e in events:
+        t.add_row(str(e.number), e.time.strftime("%Y-%m-%d %H:%M:%S"), e.event, e.role,
+                  _event_details(e.event, e.a, e.b))
+    out.print(t)
+
+
+def _event_details(event: str, a: int, b: int) -> str:
+    if event == "program":
+        return f"{_fmt(ng_to_mcg(a))} mcg/day at {b} mcg/mL"
+    if event == "refused":
+        return f"{errors.ERROR_NAME.get(a, a)} for {MESSAGE_NAMES.get(b, hex(b))}"
+    if event == "stop":
+        return dict(m.ENUMS["stop_reason"]).get(a, str(a))
+    if event == "clock_set":
+        return f"clock moved by {a - b:+d} s"
+    if event == "boot":
+        return f"reset cause {a}"
+    return ""
+
+
+def cmd_counters(pump: PumpClient, args: argparse.Namespace) -> None:
+    counts = pump.counters()
+
+    def human() -> None:
+        t = Table(title="refusals since boot", show_header=False, title_justify="left")
+        for name, n in counts.items():
+            t.add_row(name, f"[red]{n}[/]" if n else "0")
+        out.print(t)
+
+    _emit(args, counts, human)
+
+
+def cmd_time_sync(pump: PumpClient, args: argparse.Namespace) -> None:
+    clock = pump.set_clock()
+    _emit(args, {"clock": clock.isoformat()},
+          lambda: out.print(f"pump clock set to {clock:%Y-%m-%d %H:%M:%S} UTC"))
+
+
 # --- the parser --------------------------------------------------------------------------------
 
 
@@ -191,6 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concentration", "-c", type=int, required=True,
                    help="drug concentration in mcg/mL (e.g. 500)")
     p.set_defaults(func=cmd_set_dose)
+
+    p = sub.add_parser("log", parents=[common], help="the pump's event log")
+    p.add_argument("--start", type=int, default=0, help="first event number (default 0)")
+    p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("counters", parents=[common], help="refusals since boot, by error")
+    p.set_defaults(func=cmd_counters)
+
+    p = sub.add_parser("time-sync", parents=[common], help="set the pump clock to this "
+                       "computer's")
+    p.set_defaults(func=cmd_time_sync)
 
     p = sub.add_parser("stop", parents=[common], help="stop delivery (needs confirmation)")
     p.add_argument("--reason", choices=STOP_REASONS, default="clinician_decision")

@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -37,7 +38,7 @@ class Info:
     step_nl: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
+        return _jsonable(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,41 @@ class Status:
     delivered_mcg: Decimal
     reservoir_ul: Decimal
     uptime_s: int
+    clock: datetime
     frame_errors: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the pump's event log."""
+
+    number: int
+    time: datetime
+    event: str
+    role: str
+    a: int
+    b: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    def one(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            return str(v)
+        if isinstance(v, datetime):
+            return v.isoformat()
+        return v
+
+    return {k: one(v) for k, v in d.items()}
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def open_port(url: str, baudrate: int = 115200) -> serial.Serial:
@@ -250,8 +282,36 @@ class PumpClient:
             delivered_mcg=ng_to_mcg(r["delivered_ng"]),
             reservoir_ul=nl_to_ul(r["reservoir_nl"]),
             uptime_s=r["uptime_s"],
+            clock=_utc(r["clock_s"]),
             frame_errors=r["frame_errors"],
         )
+
+    def counters(self) -> dict[str, int]:
+        """Refusals since boot, by error name."""
+        return {k.upper(): v for k, v in self.request("GET_COUNTERS").fields.items()}
+
+    def events(self, start: int = 0) -> list[Event]:
+        """The event log from event number `start` (or the oldest held) to the newest."""
+        out: list[Event] = []
+        n = start
+        while True:
+            try:
+                r = self.request("READ_LOG", {"number": n})
+            except errors.OutOfRange:
+                return out  # nothing at or after n yet
+            out.append(Event(
+                number=r["number"], time=_utc(r["time_s"]), event=r["event"],
+                role=m.ROLE_NAMES[r["role"]] if r["role"] < len(m.ROLE_NAMES) else "?",
+                a=r["a"], b=r["b"],
+            ))
+            n = r["number"] + 1
+            if n >= r["total"]:
+                return out
+
+    def set_clock(self, when: datetime | None = None) -> datetime:
+        """Set the pump clock (to now, by default); returns the pump's clock after."""
+        t = int((when or datetime.now(tz=UTC)).timestamp())
+        return _utc(self.request("SET_CLOCK", {"time_s": t})["time_s"])
 
     def set_continuous(self, daily_dose_mcg: Decimal | int | str, concentration: int) -> Message:
         """Program simple continuous infusion (daily dose in mcg/day, concentration in mcg/mL)."""

@@ -71,6 +71,7 @@ def decode(frame, length, out, expect="req"):
     out.values = ()
     out.reason = ""
     out.auth = False
+    out.role = 0
     if length < m.HEADER_SIZE + m.CRC_SIZE:
         return _fail(out, m.ERR_TRUNCATED, "frame of %d bytes" % length)
     body = length - m.CRC_SIZE

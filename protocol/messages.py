@@ -44,6 +44,10 @@ ROLE_NAMES = ("none", "patient", "clinician", "service")
 STOP_CONFIRM = 0x53544F50
 REPL_CONFIRM = 0x5245504C
 
+# The pump clock's range: 2020-01-01 to 2100-01-01, s since 1970 (UTC).
+CLOCK_MIN = 1577836800
+CLOCK_MAX = 4102444800
+
 # Enums: name -> ((value, label), ...)
 ENUMS = {
     "mode": (
@@ -54,6 +58,14 @@ ENUMS = {
         (1, "patient"),
         (2, "clinician"),
         (3, "service"),
+    ),
+    "event": (
+        (1, "boot"),  # a: reset cause
+        (2, "program"),  # a: daily dose ng/day, b: concentration mcg/mL
+        (3, "stop"),  # a: stop reason
+        (4, "refused"),  # a: error code, b: request type
+        (5, "clock_set"),  # a: new clock (s), b: old clock (s)
+        (6, "repl"),  # the link handed to the REPL
     ),
     "stop_reason": (
         (1, "clinician_decision"),
@@ -109,8 +121,9 @@ MESSAGES = (
         ("delivered_ng", "I", 0, 0xFFFFFFFF, None, "ng since boot"),
         ("reservoir_nl", "I", 0, 0xFFFFFFFF, None, "nL left"),
         ("uptime_s", "I", 0, 0xFFFFFFFF, None, "s"),
+        ("clock_s", "I", 0, 0xFFFFFFFF, None, "pump clock, s since 1970 (UTC)"),
         ("frame_errors", "H", 0, 0xFFFF, None, "bad frames received since boot"),
-    ), "Mode, program in force, delivered totals, reservoir, uptime, link error count."),
+    ), "Mode, program in force, delivered totals, reservoir, uptime, clock, link errors."),
     (0x03, "SET_CONTINUOUS", "req", (
         ("daily_dose_ng", "I", 1000, 20000000, None, "ng/day (1 to 20000 mcg/day)"),
         ("concentration", "H", 1, 2000, None, "mcg/mL"),
@@ -132,6 +145,30 @@ MESSAGES = (
         ("session", "B", 0, SESSIONS - 1, None, "session slot"),
         ("nonce", "16s", None, None, None, "random, drawn by the pump"),
     ), "A session: its slot and nonce."),
+    (0x07, "GET_COUNTERS", "req", (), "Refusals since boot, one counter per error code."),
+    (0x87, "COUNTERS", "resp", tuple(
+        (name.lower(), "H", 0, 0xFFFF, None, "refusals") for _code, name, _text in ERRORS
+    ), "How many requests and frames were refused, by error code (wrapping at 65535)."),
+    (0x08, "READ_LOG", "req", (
+        ("number", "I", 0, 0xFFFFFFFF, None, "event number to read (0 = the first ever)"),
+    ), "One event of the log: the first held at or after `number` (the log drops its oldest)."
+       " Page through it by number; past the newest, OUT_OF_RANGE."),
+    (0x88, "LOG_ENTRY", "resp", (
+        ("number", "I", 0, 0xFFFFFFFF, None, "this event's number"),
+        ("oldest", "I", 0, 0xFFFFFFFF, None, "number of the oldest event still held"),
+        ("total", "I", 0, 0xFFFFFFFF, None, "events logged so far (next number)"),
+        ("time_s", "I", 0, 0xFFFFFFFF, None, "pump clock, s since 1970"),
+        ("event", "B", 1, 6, "event", ""),
+        ("role", "B", 0, 3, None, "who caused it (0: the pump itself)"),
+        ("a", "i", -0x80000000, 0x7FFFFFFF, None, "first detail (see the event)"),
+        ("b", "i", -0x80000000, 0x7FFFFFFF, None, "second detail"),
+    ), "An event: when, what, who, and two details."),
+    (0x09, "SET_CLOCK", "req", (
+        ("time_s", "I", CLOCK_MIN, CLOCK_MAX, None, "s since 1970 (UTC)"),
+    ), "Set the pump clock."),
+    (0x89, "CLOCK_OK", "resp", (
+        ("time_s", "I", 0, 0xFFFFFFFF, None, "the pump clock now"),
+    ), "The pump clock after the change."),
     (0x05, "ENTER_REPL", "req", (
         ("confirm", "I", 0, 0xFFFFFFFF, None, "must equal REPL_CONFIRM"),
     ), "Leave the binary protocol for the MicroPython REPL (to re-flash). Only when stopped."),
@@ -156,6 +193,19 @@ ENTER_REPL = 0x05
 REPL_OK = 0x85
 CHALLENGE = 0x06
 CHALLENGE_OK = 0x86
+GET_COUNTERS = 0x07
+COUNTERS = 0x87
+READ_LOG = 0x08
+LOG_ENTRY = 0x88
+SET_CLOCK = 0x09
+CLOCK_OK = 0x89
+
+EV_BOOT = 1
+EV_PROGRAM = 2
+EV_STOP = 3
+EV_REFUSED = 4
+EV_CLOCK_SET = 5
+EV_REPL = 6
 ERROR = 0xFF
 
 # Who may send each request: a bit per role (1 << role); OPEN needs no authentication.
@@ -171,11 +221,14 @@ ACCESS = {
     SET_CONTINUOUS: CLINICIAN,
     STOP: CLINICIAN,
     ENTER_REPL: CLINICIAN | SERVICE,
+    GET_COUNTERS: ANY_ROLE,
+    READ_LOG: CLINICIAN | SERVICE,
+    SET_CLOCK: CLINICIAN | SERVICE,
 }
 
 # Requests that only read: always answered afresh. Every other request changes the pump, and
 # a repeat of it (same sequence number and CRC as the last one) is answered from the cache.
-READ_ONLY = (GET_INFO, GET_STATUS, CHALLENGE)
+READ_ONLY = (GET_INFO, GET_STATUS, CHALLENGE, GET_COUNTERS, READ_LOG)
 
 ERR_OVERSIZE = 1
 ERR_TRUNCATED = 2

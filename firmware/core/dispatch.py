@@ -3,18 +3,23 @@
 from firmware.core.pump import Refused
 from protocol import messages as m
 
+_N_ERRORS = len(m.ERRORS)
+
 
 class Dispatcher:
-    def __init__(self, pump, identity, guard, random_bytes):
+    def __init__(self, pump, identity, guard, random_bytes, log):
         """identity: (board_id bytes, firmware version str); guard: the sessions and keys;
-        random_bytes(n): n unpredictable bytes (the board's entropy) for session nonces."""
+        random_bytes(n): n unpredictable bytes (the board's entropy) for session nonces;
+        log: the EventLog every change and refusal goes to."""
         self.pump = pump
+        self.log = log
+        self.role = 0  # who sent the request being handled (0: no one authenticated)
         self.board_id, self.fw_version = identity
         self.guard = guard
         self.random_bytes = random_bytes
         self.frame_errors = 0
         # Refusals of frames and of who sent them, by error code (issue counters).
-        self.error_counts = [0] * (m.ERRORS[-1][0] + 1)
+        self.error_counts = [0] * (_N_ERRORS + 1)
         self.repl_requested = False
         self._handlers = {
             m.GET_INFO: self._info,
@@ -23,22 +28,40 @@ class Dispatcher:
             m.STOP: self._stop,
             m.ENTER_REPL: self._enter_repl,
             m.CHALLENGE: self._challenge,
+            m.GET_COUNTERS: self._counters,
+            m.READ_LOG: self._read_log,
+            m.SET_CLOCK: self._set_clock,
         }
 
-    def handle(self, mtype, values):
-        """Answer a valid request: (response type, response values)."""
+    def record(self, event, a=0, b=0):
+        self.log.log(self.pump.clock_s(), event, self.role, a, b)
+
+    def handle(self, mtype, values, role=0):
+        """Answer a valid, admitted request from `role`: (response type, response values)."""
+        self.role = role
         try:
             return mtype | 0x80, self._handlers[mtype](values)
         except Refused as e:
+            self.count(e.code)
+            self.record(m.EV_REFUSED, e.code, mtype)
             return m.ERROR, (e.code, mtype, e.reason)
         except Exception as e:  # a firmware bug must not stop delivery: report it, go on
+            self.count(m.ERR_INTERNAL)
+            self.record(m.EV_REFUSED, m.ERR_INTERNAL, mtype)
             return m.ERROR, (m.ERR_INTERNAL, mtype, "internal error: %s" % e)
 
-    def error(self, code, request_type, reason):
-        """Answer a frame refused by the codec or the guard, and count it."""
-        self.frame_errors = (self.frame_errors + 1) & 0xFFFF
-        if code < len(self.error_counts):
+    def count(self, code):
+        if 0 < code <= _N_ERRORS:
             self.error_counts[code] = (self.error_counts[code] + 1) & 0xFFFF
+
+    def error(self, code, request_type, reason, role=0, logged=False):
+        """Answer a frame refused by the codec or the guard, and count it. Refusals of who
+        sent a request are also logged; unreadable frames (line noise) only counted."""
+        self.frame_errors = (self.frame_errors + 1) & 0xFFFF
+        self.count(code)
+        if logged:
+            self.role = role
+            self.record(m.EV_REFUSED, code, request_type)
         return m.ERROR, (code, request_type, reason)
 
     def _challenge(self, values):
@@ -60,18 +83,39 @@ class Dispatcher:
             p.delivered_ng & 0xFFFFFFFF,
             p.volume_nl,
             p.uptime_s,
+            p.clock_s(),
             self.frame_errors,
         )
 
     def _set_continuous(self, values):
         dose, conc = values
         self.pump.set_continuous(dose, conc)
+        self.record(m.EV_PROGRAM, dose, conc)
         return (dose, conc, self.pump.rate_nl_day())
 
     def _stop(self, values):
         reason, confirm = values
         self.pump.stop(reason, confirm)
+        self.record(m.EV_STOP, reason)
         return (reason,)
+
+    def _counters(self, values):
+        return tuple(self.error_counts[1:])
+
+    def _read_log(self, values):
+        """The first event held at or after the number asked for (older ones are dropped)."""
+        log = self.log
+        n = max(values[0], log.oldest())
+        entry = log.get(n)
+        if entry is None:
+            raise Refused(m.ERR_OUT_OF_RANGE, "no event %d yet: %d logged" % (n, log.total))
+        return (n, log.oldest(), log.total) + entry
+
+    def _set_clock(self, values):
+        old = self.pump.clock_s()
+        self.pump.set_clock(values[0])
+        self.record(m.EV_CLOCK_SET, values[0], old)
+        return (self.pump.clock_s(),)
 
     def _enter_repl(self, values):
         if values[0] != m.REPL_CONFIRM:
@@ -80,4 +124,5 @@ class Dispatcher:
         if self.pump.mode != m.MODE_STOPPED:
             raise Refused(m.ERR_INVALID_STATE, "delivery is running: stop it before the REPL")
         self.repl_requested = True
+        self.record(m.EV_REPL)
         return ()

@@ -9,7 +9,7 @@ class Guard:
     def __init__(self, keys):
         """keys: {role: key bytes} as provisioned; a role without a key cannot sign."""
         self.keys = keys
-        self.nonces = [None] * m.SESSIONS
+        self.nonces = [b""] * m.SESSIONS  # b"": the slot has no session
         self.counters = [0] * m.SESSIONS
         self.last_used = [0] * m.SESSIONS
         self._uses = 0
@@ -39,7 +39,7 @@ class Guard:
             if need == m.OPEN:
                 return 0
             return self._no(m.ERR_AUTH_REQUIRED, "authenticate (CHALLENGE, then sign)")
-        if d.session >= m.SESSIONS or self.nonces[d.session] is None:
+        if d.session >= m.SESSIONS or not self.nonces[d.session]:
             return self._no(m.ERR_NO_SESSION, "session %d is not open" % d.session)
         key = self.keys.get(d.role)
         if key is None:

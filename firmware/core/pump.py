@@ -15,7 +15,8 @@ class Refused(Exception):
 
 
 class Pump:
-    def __init__(self, step_nl, reservoir_nl, volume_nl, max_rate_nl_day):
+    def __init__(self, step_nl, reservoir_nl, volume_nl, max_rate_nl_day, clock_s=0):
+        """clock_s: the pump clock at boot (s since 1970), as the board's RTC has it."""
         self.step_nl = step_nl
         self.max_rate_nl_day = max_rate_nl_day  # what the mechanism can deliver
         self.reservoir_nl = reservoir_nl  # capacity
@@ -30,6 +31,7 @@ class Pump:
         self._pg = 0  # dose remainder below 1 ng, in pg
         self._pg_per_step = 0
         self.uptime_s = 0
+        self._clock_base = clock_s  # the clock is _clock_base + uptime_s
         self._ms = 0  # uptime below 1 s: keeps every counter a small int
 
     # -- commands -------------------------------------------------------------------------
@@ -54,6 +56,9 @@ class Pump:
         self.infusion.stop()
         self.mode = m.MODE_STOPPED
         self.stop_reason = reason
+
+    def set_clock(self, clock_s):
+        self._clock_base = clock_s - self.uptime_s
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -85,6 +90,9 @@ class Pump:
         return self.infusion.ms_until_next()
 
     # -- reporting -------------------------------------------------------------------------
+
+    def clock_s(self):
+        return self._clock_base + self.uptime_s
 
     def rate_nl_day(self):
         if self.mode == m.MODE_STOPPED:

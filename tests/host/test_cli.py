@@ -16,7 +16,7 @@ from host import cli, discovery, keys
 
 STATUS_KEYS = {
     "mode", "daily_dose_mcg", "concentration_mcg_ml", "rate_ul_day", "delivered_ul",
-    "delivered_mcg", "reservoir_ul", "uptime_s", "frame_errors",
+    "delivered_mcg", "reservoir_ul", "uptime_s", "clock", "frame_errors",
 }
 
 
@@ -239,3 +239,17 @@ def test_bad_key_file(
     bad.write_text(content)
     code, _, err = run(capsys, "status", "--keys", str(bad), "--port", sim.url)
     assert code == 2 and str(bad) in err
+
+
+def test_log_counters_and_time_sync(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "set-dose", "400", "-c", "500", "--port", sim.url)
+    code, clock = run_json(capsys, "time-sync", "--port", sim.url)
+    assert code == 0 and clock["clock"].startswith("20")
+    code, out, _ = run(capsys, "log", "--json", "--port", sim.url)
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["event"] for e in events] == ["boot", "program", "clock_set"]
+    assert events[1]["role"] == "clinician" and events[1]["a"] == 400_000
+    code, out, _ = run(capsys, "log", "--port", sim.url)
+    assert "400 mcg/day at 500 mcg/mL" in out
+    code, counts = run_json(capsys, "counters", "--port", sim.url)
+    assert code == 0 and counts["REPLAY"] == 0 and len(counts) == 18

@@ -219,3 +219,27 @@ def test_a_forged_tag_is_refused(wire: Wire) -> None:
     body = bytes(frame[: -m.CRC_SIZE])
     wire.send(framed(body))
     assert_error(wire.reply(), m.ERR_BAD_TAG, 1)
+
+
+def test_refusals_are_counted_and_logged(sim: SimProcess, wire: Wire) -> None:
+    patient = Wire(sim.url, sim.keys())
+    patient.open_session("patient")
+    assert_error(patient.ask("SET_CONTINUOUS", 1, SET_400), m.ERR_WRONG_ROLE, 1)
+    assert wire.ask("STOP", 2, STOP).type == m.STOPPED
+    wire.send(hc.encode("STOP", 3, STOP, signer=wire.signer, counter=1))  # an old counter
+    assert_error(wire.reply(), m.ERR_REPLAY, 3)
+    wire.send(b"line noise\x00")  # unreadable: counted, not logged
+    assert_error(wire.reply(), m.ERR_BAD_COBS, 0)
+    counters = wire.ask("GET_COUNTERS", 4)
+    assert (counters["wrong_role"], counters["replay"], counters["bad_cobs"]) == (1, 1, 1)
+    events = []
+    n = 0
+    while (entry := wire.ask("READ_LOG", 10 + n, {"number": n})).type == m.LOG_ENTRY:
+        events.append((entry["event"], entry["role"], entry["a"], entry["b"]))
+        n = entry["number"] + 1
+    assert events == [
+        ("boot", 0, 1, 0),
+        ("refused", m.ROLE_PATIENT, m.ERR_WRONG_ROLE, m.SET_CONTINUOUS),
+        ("stop", m.ROLE_CLINICIAN, 1, 0),
+        ("refused", m.ROLE_CLINICIAN, m.ERR_REPLAY, m.STOP),
+    ]

@@ -1,0 +1,29 @@
+# The event log: every change, refusal and reset, in a fixed ring of preallocated records
+# (the oldest is dropped first). Writing packs into the ring: it never allocates.
+
+import struct
+
+RECORD = "<IBBii"  # time_s, event, role, a, b
+RECORD_SIZE = 14
+
+
+class EventLog:
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.ring = bytearray(capacity * RECORD_SIZE)
+        self.total = 0  # events ever logged; event n (0-based) sits at n % capacity
+
+    def log(self, time_s, event, role, a, b):
+        struct.pack_into(RECORD, self.ring, (self.total % self.capacity) * RECORD_SIZE,
+                         time_s, event, role, a, b)
+        self.total += 1
+
+    def oldest(self):
+        """Number of the oldest event still held."""
+        return self.total - self.capacity if self.total > self.capacity else 0
+
+    def get(self, n):
+        """Event n as (time_s, event, role, a, b), or None if dropped or not yet logged."""
+        if n < self.oldest() or n >= self.total:
+            return None
+        return struct.unpack_from(RECORD, self.ring, (n % self.capacity) * RECORD_SIZE)
