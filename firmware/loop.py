@@ -46,13 +46,24 @@ class Loop:
 
     def once(self):
         now = time.ticks_ms()
-        steps = self.pump.advance(time.ticks_diff(now, self.last))
+        elapsed = time.ticks_diff(now, self.last)
+        steps = self.pump.advance(elapsed)
         self.last = now
         if steps:
             self.board.stepper.step(steps)
+        wait = self.pump.ms_until_next()
+        if wait < 0 or wait > MAX_WAIT_MS:
+            wait = MAX_WAIT_MS
+        d = self.dispatcher
+        if d.telemetry_ms:
+            d.telemetry_due -= elapsed
+            if d.telemetry_due <= 0:
+                self.reply(m.SEQ_UNSOLICITED, m.TELEMETRY, d.telemetry())
+                d.telemetry_due = d.telemetry_ms
+            if d.telemetry_due < wait:
+                wait = d.telemetry_due
         if not self.read_input():
-            wait = self.pump.ms_until_next()
-            self.board.link.wait(MAX_WAIT_MS if wait < 0 or wait > MAX_WAIT_MS else wait)
+            self.board.link.wait(wait)
 
     def read_input(self):
         """Feed waiting bytes to the frame reader; answer each complete frame.

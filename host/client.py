@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
+import collections
 import errno
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -127,6 +129,7 @@ class PumpClient:
         self.baudrate = baudrate
         self._port: serial.Serial | None = None
         self._buffer = bytearray()  # bytes read but not yet a whole frame
+        self._events: collections.deque[Message] = collections.deque(maxlen=1000)
         # A random start: a new session is unlikely to repeat the last session's sequence
         # number, which the pump would take for a retry of the same command.
         self._seq = secrets.randbelow(0xFFFF)
@@ -226,31 +229,52 @@ class PumpClient:
         except (serial.SerialException, OSError) as e:
             raise errors.PortLost(f"{self.url}: connection lost: {e}") from e
 
+    def _frames(self) -> Iterator[Message | DecodeError]:
+        """Whole frames read so far, decoded, each taken out of the buffer as it is given."""
+        while (end := self._buffer.find(0)) >= 0:
+            packet = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            if packet:
+                try:
+                    yield host_codec.decode(packet)
+                except DecodeError as e:
+                    yield e
+
     def _await(self, seq: int) -> Message | DecodeError | None:
         """The response to seq; a DecodeError or None (timeout) means: try again.
         Reads in the caller's thread: no hand-off between threads on the way."""
         garbled: DecodeError | None = None
         deadline = time.monotonic() + self.timeout
         while True:
-            while (end := self._buffer.find(0)) >= 0:
-                packet = bytes(self._buffer[:end])
-                del self._buffer[: end + 1]
-                if not packet:
-                    continue
-                try:
-                    msg = host_codec.decode(packet)
-                except DecodeError as e:
-                    garbled = e
-                    continue
-                if msg.seq == seq:
+            for msg in self._frames():
+                if isinstance(msg, DecodeError):
+                    garbled = msg
+                elif msg.seq == seq:
                     return msg
-                if msg.seq == m.SEQ_UNSOLICITED and msg.type == m.ERROR:
+                elif msg.seq == m.SEQ_UNSOLICITED and msg.type == m.ERROR:
                     # The pump could not read a frame (ours, corrupted on the way): resend.
                     return None
-                # A late answer to an earlier attempt: not ours.
+                elif msg.seq == m.SEQ_UNSOLICITED:
+                    self._events.append(msg)  # telemetry: kept for next_event()
+                # else a late answer to an earlier attempt: not ours
             if time.monotonic() >= deadline:
                 return garbled
             self._read()
+
+    def next_event(self, timeout: float) -> Message | None:
+        """The next unsolicited frame from the pump (TELEMETRY...), waiting up to timeout s."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not self._events:
+                if time.monotonic() >= deadline:
+                    return None
+                self._read()
+                for msg in self._frames():
+                    if isinstance(msg, Message) and msg.seq == m.SEQ_UNSOLICITED and (
+                        msg.type != m.ERROR
+                    ):
+                        self._events.append(msg)
+            return self._events.popleft()
 
     def _check(self, mtype: int, msg: Message) -> Message:
         if msg.type == m.ERROR:
@@ -307,6 +331,10 @@ class PumpClient:
             n = r["number"] + 1
             if n >= r["total"]:
                 return out
+
+    def set_telemetry(self, period_s: int) -> None:
+        """Have the pump send TELEMETRY every period_s seconds (0: stop); see next_event()."""
+        self.request("SET_TELEMETRY", {"period_s": period_s})
 
     def set_clock(self, when: datetime | None = None) -> datetime:
         """Set the pump clock (to now, by default); returns the pump's clock after."""

@@ -100,7 +100,8 @@ ERRORS = (
 # Field: (name, kind, low, high, enum, unit)
 #   kind: struct code (B H I b h i), "Ns" fixed bytes, or "str" (u8 length + UTF-8, at most
 #   `high` bytes; only as the last field). low/high bound integer values; enum names ENUMS.
-# Message: (type, name, kind, fields, doc); kind: "req" (host -> pump), "resp" (pump -> host).
+# Message: (type, name, kind, fields, doc); kind: "req" (host -> pump), "resp" (pump -> host),
+# "event" (pump -> host, unsolicited, sequence number 0, types 0xC0 and up).
 # A request of type T is answered by type T | 0x80, or by ERROR.
 MESSAGES = (
     (0x01, "GET_INFO", "req", (), "Identity and capabilities of the pump."),
@@ -169,6 +170,20 @@ MESSAGES = (
     (0x89, "CLOCK_OK", "resp", (
         ("time_s", "I", 0, 0xFFFFFFFF, None, "the pump clock now"),
     ), "The pump clock after the change."),
+    (0x0A, "SET_TELEMETRY", "req", (
+        ("period_s", "H", 0, 3600, None, "s between TELEMETRY events; 0 turns them off"),
+    ), "Ask for periodic TELEMETRY events (on this link, until changed or reboot)."),
+    (0x8A, "TELEMETRY_OK", "resp", (
+        ("period_s", "H", 0, 3600, None, "s"),
+    ), "The telemetry period now in force."),
+    (0xC0, "TELEMETRY", "event", (
+        ("mode", "B", 0, 1, "mode", ""),
+        ("rate_nl_day", "I", 0, 0xFFFFFFFF, None, "nL/day"),
+        ("delivered_nl", "I", 0, 0xFFFFFFFF, None, "nL since boot"),
+        ("delivered_ng", "I", 0, 0xFFFFFFFF, None, "ng since boot"),
+        ("reservoir_nl", "I", 0, 0xFFFFFFFF, None, "nL left"),
+        ("clock_s", "I", 0, 0xFFFFFFFF, None, "pump clock, s since 1970"),
+    ), "Unsolicited, every SET_TELEMETRY period: delivery as it goes."),
     (0x05, "ENTER_REPL", "req", (
         ("confirm", "I", 0, 0xFFFFFFFF, None, "must equal REPL_CONFIRM"),
     ), "Leave the binary protocol for the MicroPython REPL (to re-flash). Only when stopped."),
@@ -199,6 +214,9 @@ READ_LOG = 0x08
 LOG_ENTRY = 0x88
 SET_CLOCK = 0x09
 CLOCK_OK = 0x89
+SET_TELEMETRY = 0x0A
+TELEMETRY_OK = 0x8A
+TELEMETRY = 0xC0
 
 EV_BOOT = 1
 EV_PROGRAM = 2
@@ -224,6 +242,7 @@ ACCESS = {
     GET_COUNTERS: ANY_ROLE,
     READ_LOG: CLINICIAN | SERVICE,
     SET_CLOCK: CLINICIAN | SERVICE,
+    SET_TELEMETRY: ANY_ROLE,
 }
 
 # Requests that only read: always answered afresh. Every other request changes the pump, and

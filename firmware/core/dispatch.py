@@ -21,6 +21,8 @@ class Dispatcher:
         # Refusals of frames and of who sent them, by error code (issue counters).
         self.error_counts = [0] * (_N_ERRORS + 1)
         self.repl_requested = False
+        self.telemetry_ms = 0  # period of TELEMETRY events; 0: off
+        self.telemetry_due = 0  # ms until the next one
         self._handlers = {
             m.GET_INFO: self._info,
             m.GET_STATUS: self._status,
@@ -31,6 +33,7 @@ class Dispatcher:
             m.GET_COUNTERS: self._counters,
             m.READ_LOG: self._read_log,
             m.SET_CLOCK: self._set_clock,
+            m.SET_TELEMETRY: self._set_telemetry,
         }
 
     def record(self, event, a=0, b=0):
@@ -98,6 +101,17 @@ class Dispatcher:
         self.pump.stop(reason, confirm)
         self.record(m.EV_STOP, reason)
         return (reason,)
+
+    def telemetry(self):
+        """The values of a TELEMETRY event."""
+        p = self.pump
+        return (p.mode, p.rate_nl_day(), p.delivered_nl() & 0xFFFFFFFF,
+                p.delivered_ng & 0xFFFFFFFF, p.volume_nl, p.clock_s())
+
+    def _set_telemetry(self, values):
+        self.telemetry_ms = values[0] * 1000
+        self.telemetry_due = 0  # the first one at once
+        return values
 
     def _counters(self, values):
         return tuple(self.error_counts[1:])

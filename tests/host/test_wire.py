@@ -243,3 +243,20 @@ def test_refusals_are_counted_and_logged(sim: SimProcess, wire: Wire) -> None:
         ("stop", m.ROLE_CLINICIAN, 1, 0),
         ("refused", m.ROLE_CLINICIAN, m.ERR_REPLAY, m.STOP),
     ]
+
+
+def test_telemetry_events_arrive_on_their_period(sim: SimProcess) -> None:
+    rig = SimRig(sim.control)
+    with sim.client(role="patient") as pump:
+        pump.set_telemetry(60)
+        first = pump.next_event(2.0)
+        assert first is not None and first.type == m.TELEMETRY and first.seq == 0
+        rig.advance(600_000)  # ten minutes: ten more, one a minute
+        clocks = [first["clock_s"]]
+        while (event := pump.next_event(0.5)) is not None:
+            clocks.append(event["clock_s"])
+        assert [b - a for a, b in zip(clocks, clocks[1:], strict=False)] == [60] * 10
+        pump.set_telemetry(0)
+        rig.advance(600_000)
+        assert pump.next_event(0.3) is None
+    rig.close()
