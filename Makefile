@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test unit lint mplane sim hil flash bench clean
+.PHONY: setup demo test lint sim hil flash bench fuzz clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -37,6 +37,11 @@ hil: setup
 
 flash: setup
 	$(PY) -m host.deploy $(if $(PORT),--port $(PORT)) $(if $(KEYS),--keys $(KEYS))
+
+# 1,000,000 mutated frames into the firmware's receive path and into the host decoder
+fuzz: setup
+	INTRAPUMP_FUZZ_CASES=1000000 $(PY) -m pytest tests/host/test_codec_property.py -k fuzz \
+		-s -q --timeout 3600
 
 bench: setup
 	$(PY) -m hil.bench

@@ -115,9 +115,11 @@ class Loop:
         self.answer_cache[: self.answer_len] = wire
 
     def refuse(self, d):
+        """Answer and log a request the guard refused. The log names the role only if the
+        tag proved it: an unauthenticated frame cannot write a role into the audit trail."""
         g = self.guard
         self.reply(d.seq, *self.dispatcher.error(
-            g.code, d.type, g.reason, d.role, logged=True))
+            g.code, d.type, g.reason, d.role if g.verified else 0, logged=True))
 
     def reply(self, seq, mtype, values):
         wire = self.encoder.encode(mtype, seq, values)

@@ -175,7 +175,7 @@ def _event_details(event: str, a: int, b: int) -> str:
     if event == "stop":
         return dict(m.ENUMS["stop_reason"]).get(a, str(a))
     if event == "clock_set":
-        return f"clock moved by {a - b:+d} s"
+        return f"clock moved by {a:+d} s"
     if event == "boot":
         return f"reset cause {a}"
     return ""

@@ -64,7 +64,7 @@ ENUMS = {
         (2, "program"),  # a: daily dose ng/day, b: concentration mcg/mL
         (3, "stop"),  # a: stop reason
         (4, "refused"),  # a: error code, b: request type
-        (5, "clock_set"),  # a: new clock (s), b: old clock (s)
+        (5, "clock_set"),  # a: how far the clock moved (s; clamped to i32)
         (6, "repl"),  # the link handed to the REPL
     ),
     "stop_reason": (

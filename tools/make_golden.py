@@ -12,17 +12,29 @@ Every CRC is also cross-checked against a bit-by-bit CRC-32 written out below.
 
 The file holds:
   "valid": at least one vector per message type of the table:
-      name, type, message (its name), kind ("req"/"resp"), seq,
+      name, type, message (its name), kind ("req"/"resp"/"event"), seq,
       fields: {field: value} in table order; ints as ints (enum fields too), strings as
               strings, fixed-size bytes as hex strings,
       frame: header + payload + CRC-32 (hex, before COBS),
       wire:  COBS(frame) + 0x00 (hex).
-  "bad": frames the firmware must refuse:
+  "bad": frames the firmware's codec must refuse (before any authentication check):
       name, wire (hex, delimiter included), frame (hex of the COBS-decoded frame, or null if
       the wire is not valid COBS or not decoded by the firmware),
       error: the error code name of messages.ERRORS the firmware answers with,
       seq, request_type: the sequence number and request type of its ERROR response (0 when
       the header cannot be trusted).
+  "auth": the pump's side of the authenticated vectors below:
+      keys: {role name: key hex} as provisioned (fixed test keys, never real ones),
+      sessions: [{session, nonce hex}] opened in this order on a fresh pump (CHALLENGE takes
+      the least recently used slot, so the slots are 0, 1, 2, ...); other slots are not open.
+  "signed": authenticated requests (header flag AUTH, trailer before the CRC):
+      as "valid", plus auth: {session, role (int), counter, key hex, nonce hex, tag hex}; the
+      tag is HMAC-SHA256(key, nonce || header || payload || session || role || counter)[:16].
+  "refused": frames the codec accepts but the authentication refuses, against the "auth"
+      state (counters all 0): name, wire, frame, error, seq, request_type as in "bad", and
+      auth (as in "signed": the trailer as on the wire, the key and nonce that signed it; null
+      for an unsigned frame) with tampered: what was changed after signing (null if the frame
+      is exactly as the key, nonce and trailer sign it).
 
 Hand-checked vector (the first GET_STATUS one, seq 1):
     header   01 02 00 01 00   version 1, type 0x02 GET_STATUS, flags 0, seq 1 (u16 LE)
@@ -36,10 +48,21 @@ Hand-checked vector (the first GET_STATUS one, seq 1):
              [67 27 50 48] (end) -> 05 67 27 50 48
     wire     03 01 02 02 01 05 67 27 50 48 00
 (asserted in hand_checked() below, and so re-checked on every run).
+
+Hand-checked layout of an authenticated frame (the "get_status_clinician" vector):
+    header   01 02 01 22 00   version 1, GET_STATUS, flags 0x01 (AUTH), seq 0x0022
+    payload  (none)
+    trailer  02 02 02 00 00 00   session 2, role 2 (clinician), counter 2 (u32 LE)
+    tag      HMAC-SHA256(clinician key, nonce of session 2 || the 11 bytes above)[:16]
+    CRC-32   of all 27 bytes before it, LE
+HMAC-SHA256 is the standard library's (hmac, hashlib), itself checked against RFC 4231 test
+case 2 in hand_checked().
 """
 
 import argparse
 import binascii
+import hashlib
+import hmac
 import json
 import struct
 import sys
@@ -55,6 +78,24 @@ from protocol import messages as m  # noqa: E402  (the table only; no codec code
 
 HEADER = "<BBBH"  # version, type, flags, seq: written out here, not taken from the table
 SEQ = 0x1234  # sequence number of the bad vectors whose header the firmware trusts
+
+# The authentication trailer, written out here too (messages.py's layout, asserted below).
+FLAG_AUTH = 0x01
+TRAILER = "<BBI"  # session, role, counter
+TAG_SIZE = 16
+ROLES = {"patient": 1, "clinician": 2, "service": 3}
+# Fixed test keys (32 bytes) and nonces (16 bytes): derived from their names so that they are
+# easy to regenerate, and obviously not real keys.
+KEYS = {role: hashlib.sha256(b"intrapump golden test key: " + name.encode()).digest()
+        for name, role in ROLES.items()}
+SESSIONS = [  # opened in this order on a fresh pump: slots 0, 1, 2
+    (0, hashlib.sha256(b"intrapump golden nonce 0").digest()[:16]),
+    (1, hashlib.sha256(b"intrapump golden nonce 1").digest()[:16]),
+    (2, bytes.fromhex("a1b2c3d4e5f60718293a4b5c6d7e8f90")),
+]
+SESSION = 2  # the session of most authenticated vectors
+NONCE = dict(SESSIONS)[SESSION]
+MAX_FRAME = 256  # frames longer than this are OVERSIZE (messages.MAX_FRAME, asserted below)
 
 
 def crc32_bitwise(data):
@@ -113,6 +154,30 @@ def wire(fr):
     return cobs.encode(fr) + b"\x00"
 
 
+def recrc(fr):
+    """The frame with its body kept and its CRC-32 recomputed (for edits after signing)."""
+    body = fr[:-4]
+    return body + struct.pack("<I", crc32(body))
+
+
+def tag(key, nonce, signed):
+    return hmac.new(key, nonce + signed, hashlib.sha256).digest()[:TAG_SIZE]
+
+
+def signed_frame(mtype, seq, body, session, role, counter, key, nonce, flags=FLAG_AUTH,
+                 version=m.VERSION):
+    """Header + body + trailer (session, role, counter, tag) + CRC-32."""
+    head = struct.pack(HEADER, version, mtype, flags, seq) + body
+    head += struct.pack(TRAILER, session, role, counter)
+    head += tag(key, nonce, head)
+    return head + struct.pack("<I", crc32(head))
+
+
+def auth_json(session, role, counter, key, nonce, fr):
+    return {"session": session, "role": role, "counter": counter, "key": key.hex(),
+            "nonce": nonce.hex(), "tag": fr[-4 - TAG_SIZE: -4].hex()}
+
+
 def jsonable(name, fields):
     """Fields for JSON: bytes as hex strings, everything else as is."""
     out = {}
@@ -157,22 +222,58 @@ VALID = [
     ("status_stopped", "STATUS", 1, {"mode": 0, "daily_dose_ng": 0, "concentration": 0,
                                      "rate_nl_day": 0, "delivered_nl": 0, "delivered_ng": 0,
                                      "reservoir_nl": 20_000_000, "uptime_s": 0,
-                                     "frame_errors": 0}),
+                                     "clock_s": 0, "frame_errors": 0}),
     ("status_running", "STATUS", 0x0102, {"mode": 1, "daily_dose_ng": 412_500,
                                           "concentration": 500, "rate_nl_day": 825_000,
                                           "delivered_nl": 7_000_000, "delivered_ng": 3_500_000,
                                           "reservoir_nl": 13_000_000, "uptime_s": 733_000,
-                                          "frame_errors": 3}),
+                                          "clock_s": 1_767_225_600, "frame_errors": 3}),
     ("status_max", "STATUS", 0xFFFF, {"mode": 1, "daily_dose_ng": 0xFFFFFFFF,
                                       "concentration": 0xFFFF, "rate_nl_day": 0xFFFFFFFF,
                                       "delivered_nl": 0xFFFFFFFF, "delivered_ng": 0xFFFFFFFF,
                                       "reservoir_nl": 0xFFFFFFFF, "uptime_s": 0xFFFFFFFF,
-                                      "frame_errors": 0xFFFF}),
+                                      "clock_s": 0xFFFFFFFF, "frame_errors": 0xFFFF}),
     ("set_continuous_ok", "SET_CONTINUOUS_OK", 0x0102,
      {"daily_dose_ng": 400_000, "concentration": 500, "rate_nl_day": 800_000}),
     ("stopped_clinician", "STOPPED", 8, {"reason": 1}),
     ("stopped_surgery", "STOPPED", 11, {"reason": 4}),
     ("repl_ok", "REPL_OK", 13, {}),
+    ("repl_ok_seq_ffff", "REPL_OK", 0xFFFF, {}),
+    ("enter_repl_confirm_0", "ENTER_REPL", 0x0100, {"confirm": 0}),
+    ("challenge", "CHALLENGE", 15, {}),
+    ("challenge_seq_ffff", "CHALLENGE", 0xFFFF, {}),
+    ("challenge_ok", "CHALLENGE_OK", 15,
+     {"session": 2, "nonce": bytes.fromhex("a1b2c3d4e5f60718293a4b5c6d7e8f90")}),
+    ("challenge_ok_slot_0_zero_nonce", "CHALLENGE_OK", 16, {"session": 0, "nonce": bytes(16)}),
+    ("challenge_ok_last_slot", "CHALLENGE_OK", 0x0100, {"session": 3, "nonce": b"\xff" * 16}),
+    ("get_counters", "GET_COUNTERS", 17, {}),
+    ("counters_zero", "COUNTERS", 17, {e[1].lower(): 0 for e in m.ERRORS}),
+    ("counters_each", "COUNTERS", 18, {e[1].lower(): 0x0101 * e[0] for e in m.ERRORS}),
+    ("counters_max", "COUNTERS", 19, {e[1].lower(): 0xFFFF for e in m.ERRORS}),
+    ("read_log_0", "READ_LOG", 20, {"number": 0}),
+    ("read_log_max", "READ_LOG", 21, {"number": 0xFFFFFFFF}),
+    ("log_entry_boot", "LOG_ENTRY", 20,
+     {"number": 0, "oldest": 0, "total": 1, "time_s": 1_767_225_600, "event": 1, "role": 0,
+      "a": 1, "b": 0}),
+    ("log_entry_refused", "LOG_ENTRY", 22,
+     {"number": 300, "oldest": 44, "total": 301, "time_s": 1_767_229_200, "event": 4,
+      "role": 1, "a": 18, "b": 3}),
+    ("log_entry_extremes", "LOG_ENTRY", 0xFFFF,
+     {"number": 0xFFFFFFFF, "oldest": 0xFFFFFF00, "total": 0xFFFFFFFF, "time_s": 0xFFFFFFFF,
+      "event": 6, "role": 3, "a": -0x80000000, "b": 0x7FFFFFFF}),
+    ("set_clock", "SET_CLOCK", 23, {"time_s": 1_767_225_600}),
+    ("set_clock_min", "SET_CLOCK", 24, {"time_s": 1_577_836_800}),
+    ("set_clock_max", "SET_CLOCK", 25, {"time_s": 4_102_444_800}),
+    ("clock_ok", "CLOCK_OK", 23, {"time_s": 1_767_225_600}),
+    ("set_telemetry_off", "SET_TELEMETRY", 26, {"period_s": 0}),
+    ("set_telemetry_hour", "SET_TELEMETRY", 27, {"period_s": 3600}),
+    ("telemetry_ok", "TELEMETRY_OK", 27, {"period_s": 3600}),
+    ("telemetry_running", "TELEMETRY", 0,
+     {"mode": 1, "rate_nl_day": 825_000, "delivered_nl": 7_000_000,
+      "delivered_ng": 3_500_000, "reservoir_nl": 13_000_000, "clock_s": 1_767_225_600}),
+    ("telemetry_stopped", "TELEMETRY", 0,
+     {"mode": 0, "rate_nl_day": 0, "delivered_nl": 0, "delivered_ng": 0,
+      "reservoir_nl": 20_000_000, "clock_s": 0}),
     ("error_not_confirmed", "ERROR", 12,
      {"code": 10, "request_type": 4, "reason": "stop needs the confirmation word 0x53544F50"}),
     ("error_bad_crc", "ERROR", 0, {"code": 3, "request_type": 0, "reason": "CRC mismatch"}),
@@ -206,6 +307,184 @@ def valid_vectors():
     return out
 
 
+# -- authenticated vectors ---------------------------------------------------------------------
+
+# (vector name, message name, seq, fields, role, counter[, session]): signed with the role's
+# test key and the session's nonce (SESSION unless given).
+SIGNED = [
+    ("get_status_patient", "GET_STATUS", 0x21, {}, "patient", 1),
+    ("get_status_clinician", "GET_STATUS", 0x22, {}, "clinician", 2),  # the docstring's
+    ("get_status_service_max_counter", "GET_STATUS", 0xFFFF, {}, "service", 0xFFFFFFFF),
+    ("get_status_session_0", "GET_STATUS", 0x23, {}, "clinician", 1, 0),
+    ("get_info_signed", "GET_INFO", 0x24, {}, "patient", 8),
+    ("challenge_signed", "CHALLENGE", 0x25, {}, "service", 9),
+    ("set_continuous_clinician", "SET_CONTINUOUS", 0x0102,
+     {"daily_dose_ng": 400_000, "concentration": 500}, "clinician", 3),
+    ("set_continuous_clinician_high", "SET_CONTINUOUS", 0x0200,
+     {"daily_dose_ng": 20_000_000, "concentration": 2000}, "clinician", 0x01000000),
+    ("stop_clinician_signed", "STOP", 0x0103, {"reason": 2, "confirm": m.STOP_CONFIRM},
+     "clinician", 4),
+    # Valid and signed, refused by the dispatcher (NOT_CONFIRMED).
+    ("stop_unconfirmed_signed", "STOP", 0x0104, {"reason": 1, "confirm": 0}, "clinician", 5),
+    ("enter_repl_clinician", "ENTER_REPL", 0x0105, {"confirm": m.REPL_CONFIRM}, "clinician", 6),
+    ("enter_repl_service", "ENTER_REPL", 0x0106, {"confirm": m.REPL_CONFIRM}, "service", 7),
+    ("get_counters_patient", "GET_COUNTERS", 0x0107, {}, "patient", 10),
+    ("read_log_clinician", "READ_LOG", 0x0108, {"number": 5}, "clinician", 11),
+    ("read_log_service", "READ_LOG", 0x0109, {"number": 0}, "service", 12),
+    ("set_clock_clinician", "SET_CLOCK", 0x010A, {"time_s": 1_767_225_600}, "clinician", 13),
+    ("set_clock_service", "SET_CLOCK", 0x010B, {"time_s": 4_102_444_800}, "service", 14),
+    ("set_telemetry_patient", "SET_TELEMETRY", 0x010C, {"period_s": 60}, "patient", 15),
+]
+
+
+def signed_vectors():
+    out = []
+    nonces = dict(SESSIONS)
+    for name, msg, seq, fields, role_name, counter, *rest in SIGNED:
+        session = rest[0] if rest else SESSION
+        r = row(msg)
+        assert r[2] == "req", name
+        role = ROLES[role_name]
+        key, nonce = KEYS[role], nonces[session]
+        fr = signed_frame(r[0], seq, payload(msg, fields), session, role, counter, key, nonce)
+        w = wire(fr)
+        assert cobs.decode(w[:-1]) == fr, name
+        out.append({
+            "name": name,
+            "type": r[0],
+            "message": msg,
+            "kind": r[2],
+            "seq": seq,
+            "fields": jsonable(msg, fields),
+            "auth": auth_json(session, role, counter, key, nonce, fr),
+            "frame": fr.hex(),
+            "wire": w.hex(),
+        })
+    covered = {v["type"] for v in out}
+    missing = [r[1] for r in m.MESSAGES if r[2] == "req" and r[0] not in covered]
+    assert not missing, f"no signed vector for {missing}"
+    return out
+
+
+def refused_vectors():
+    """Frames the codec accepts and the authentication refuses (error in admission order:
+    AUTH_REQUIRED, NO_SESSION, NO_KEY, BAD_TAG, WRONG_ROLE; then REPLAY for the counter)."""
+    t = {r[1]: r[0] for r in m.MESSAGES}
+    set_cont = payload("SET_CONTINUOUS", {"daily_dose_ng": 400_000, "concentration": 500})
+    stop = payload("STOP", {"reason": 2, "confirm": m.STOP_CONFIRM})
+    repl = payload("ENTER_REPL", {"confirm": m.REPL_CONFIRM})
+    nonces = dict(SESSIONS)
+    clin, pat, serv = ROLES["clinician"], ROLES["patient"], ROLES["service"]
+    other_nonce = bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    vectors = []
+
+    def add(name, error, fr, session=None, role=None, counter=None, key=None, nonce=None,
+            tampered=None):
+        auth = None
+        if session is not None:
+            # The trailer as on the wire (after any edit), and the key and nonce that signed.
+            session, role, counter = struct.unpack_from(TRAILER, fr, len(fr) - 4 - TAG_SIZE - 6)
+            auth = auth_json(session, role, counter, key, nonce, fr)
+            auth["tampered"] = tampered
+        assert error in {e[1] for e in m.ERRORS}, error
+        vectors.append({
+            "name": name,
+            "wire": wire(fr).hex(),
+            "frame": fr.hex(),
+            "error": error,
+            "seq": struct.unpack_from("<H", fr, 3)[0],
+            "request_type": fr[1],
+            "auth": auth,
+        })
+
+    def sign(name, error, mtype, body, session=SESSION, role=clin, counter=1, key=None,
+             nonce=None, edit=None, tampered=None):
+        key = KEYS.get(role, KEYS[clin]) if key is None else key
+        nonce = nonces.get(session, NONCE) if nonce is None else nonce
+        fr = signed_frame(mtype, 0x0300 + len(vectors), body, session, role, counter, key,
+                          nonce)
+        if edit is not None:
+            fr = recrc(edit(bytearray(fr)))
+        add(name, error, fr, session, role, counter, key, nonce, tampered)
+
+    # Unsigned, but only open requests may be: AUTH_REQUIRED.
+    add("unsigned_get_status", "AUTH_REQUIRED", frame(t["GET_STATUS"], SEQ))
+    add("unsigned_set_continuous", "AUTH_REQUIRED", frame(t["SET_CONTINUOUS"], SEQ, set_cont))
+    add("unsigned_stop", "AUTH_REQUIRED", frame(t["STOP"], SEQ, stop))
+    add("unsigned_enter_repl", "AUTH_REQUIRED", frame(t["ENTER_REPL"], SEQ, repl))
+    # No such session.
+    sign("session_not_open", "NO_SESSION", t["SET_CONTINUOUS"], set_cont, session=3)
+    sign("session_out_of_range", "NO_SESSION", t["STOP"], stop, session=4)
+    sign("session_255", "NO_SESSION", t["GET_STATUS"], b"", session=255)
+    sign("session_before_key", "NO_SESSION", t["GET_STATUS"], b"", session=3, role=0)
+    # No key for the role.
+    sign("role_none", "NO_KEY", t["GET_STATUS"], b"", role=0, key=KEYS[clin])
+    sign("role_4", "NO_KEY", t["SET_CONTINUOUS"], set_cont, role=4, key=KEYS[clin])
+    sign("role_255", "NO_KEY", t["STOP"], stop, role=255, key=KEYS[clin])
+    sign("key_before_tag", "NO_KEY", t["STOP"], stop, role=0, key=KEYS[clin],
+         edit=lambda f: f[:-5] + bytes([f[-5] ^ 1]) + f[-4:], tampered="tag: last byte ^ 01")
+    # The tag does not match.
+    sign("wrong_key", "BAD_TAG", t["SET_CONTINUOUS"], set_cont, key=KEYS[pat])
+    sign("other_nonce", "BAD_TAG", t["SET_CONTINUOUS"], set_cont, nonce=other_nonce)
+    sign("signed_in_another_session", "BAD_TAG", t["STOP"], stop, session=0, nonce=NONCE)
+    sign("nonce_of_session_1_for_2", "BAD_TAG", t["GET_STATUS"], b"", nonce=nonces[1])
+
+    def at(i, x):
+        def edit(f):
+            f[i] ^= x
+            return f
+        return edit
+
+    n = 5 + len(set_cont)  # header + payload: the trailer starts here
+    sign("tag_first_bit", "BAD_TAG", t["SET_CONTINUOUS"], set_cont,
+         edit=at(n + 6, 0x01), tampered="tag: first byte ^ 01")
+    sign("tag_last_bit", "BAD_TAG", t["SET_CONTINUOUS"], set_cont,
+         edit=at(n + 6 + TAG_SIZE - 1, 0x80), tampered="tag: last byte ^ 80")
+    sign("tag_zero", "BAD_TAG", t["SET_CONTINUOUS"], set_cont,
+         edit=lambda f: f[: n + 6] + bytes(TAG_SIZE) + f[-4:], tampered="tag: all zero")
+    sign("payload_dose_edited", "BAD_TAG", t["SET_CONTINUOUS"], set_cont,
+         edit=at(5, 0x01), tampered="daily_dose_ng: low byte ^ 01")
+    sign("payload_concentration_edited", "BAD_TAG", t["SET_CONTINUOUS"], set_cont,
+         edit=at(9, 0x02), tampered="concentration: low byte ^ 02")
+    sign("seq_edited", "BAD_TAG", t["SET_CONTINUOUS"], set_cont,
+         edit=at(3, 0x01), tampered="seq: low byte ^ 01")
+    sign("type_edited", "BAD_TAG", t["GET_STATUS"], b"", role=pat,
+         edit=at(1, 0x02 ^ 0x01), tampered="type: GET_STATUS -> GET_INFO")
+    sign("counter_edited", "BAD_TAG", t["SET_CONTINUOUS"], set_cont, counter=5,
+         edit=at(n + 2, 0x08), tampered="counter: 5 -> 13")
+    sign("role_edited", "BAD_TAG", t["GET_STATUS"], b"", role=pat,
+         edit=at(6, 0x03),
+         tampered="role: patient -> clinician")
+    sign("session_edited", "BAD_TAG", t["GET_STATUS"], b"", session=2,
+         edit=at(5, 0x02), tampered="session: 2 -> 0")
+    sign("tag_before_role", "BAD_TAG", t["STOP"], stop, role=pat,
+         edit=lambda f: f[:-5] + bytes([f[-5] ^ 1]) + f[-4:], tampered="tag: last byte ^ 01")
+    # The role may not send this.
+    sign("patient_set_continuous", "WRONG_ROLE", t["SET_CONTINUOUS"], set_cont, role=pat)
+    sign("patient_stop", "WRONG_ROLE", t["STOP"], stop, role=pat)
+    sign("patient_enter_repl", "WRONG_ROLE", t["ENTER_REPL"], repl, role=pat)
+    sign("service_set_continuous", "WRONG_ROLE", t["SET_CONTINUOUS"], set_cont, role=serv)
+    sign("service_stop", "WRONG_ROLE", t["STOP"], stop, role=serv)
+    clock = struct.pack("<I", 1_767_225_600)
+    add("unsigned_set_clock", "AUTH_REQUIRED", frame(t["SET_CLOCK"], SEQ, clock))
+    add("unsigned_read_log", "AUTH_REQUIRED", frame(t["READ_LOG"], SEQ, bytes(4)))
+    add("unsigned_get_counters", "AUTH_REQUIRED", frame(t["GET_COUNTERS"], SEQ))
+    add("unsigned_set_telemetry", "AUTH_REQUIRED",
+        frame(t["SET_TELEMETRY"], SEQ, struct.pack("<H", 1)))
+    sign("patient_set_clock", "WRONG_ROLE", t["SET_CLOCK"], clock, role=pat)
+    sign("patient_read_log", "WRONG_ROLE", t["READ_LOG"], bytes(4), role=pat)
+    # Counter 0 never rises above a fresh session's.
+    sign("counter_zero", "REPLAY", t["SET_CONTINUOUS"], set_cont, counter=0)
+    sign("counter_zero_get_status", "REPLAY", t["GET_STATUS"], b"", role=pat, counter=0)
+
+    for v in vectors:
+        fr = bytes.fromhex(v["frame"])
+        assert fr[2] & ~FLAG_AUTH == 0, v["name"]  # the codec accepts the flags
+        if v["auth"] is not None:
+            assert fr[2] & FLAG_AUTH, v["name"]
+    return vectors
+
+
 # -- bad vectors ---------------------------------------------------------------------------------
 
 def bad_vectors():
@@ -214,7 +493,8 @@ def bad_vectors():
     stop = payload("STOP", {"reason": 1, "confirm": m.STOP_CONFIRM})
     status = payload("STATUS", {"mode": 0, "daily_dose_ng": 0, "concentration": 0,
                                 "rate_nl_day": 0, "delivered_nl": 0, "delivered_ng": 0,
-                                "reservoir_nl": 20_000_000, "uptime_s": 0, "frame_errors": 0})
+                                "reservoir_nl": 20_000_000, "uptime_s": 0, "clock_s": 0,
+                                "frame_errors": 0})
 
     def sc(dose, conc):
         return struct.pack("<IH", dose, conc)
@@ -272,19 +552,25 @@ def bad_vectors():
 
     # The largest frame (MAX_FRAME bytes) is read and refused for its length; one byte more
     # is OVERSIZE (the frame reader overflows before anything else is looked at).
-    fill = bytes(range(1, 200))
-    n = m.MAX_FRAME - m.HEADER_SIZE - m.CRC_SIZE
+    fill = bytes(1 + i % 255 for i in range(2 * MAX_FRAME))  # no zeros
+    n = MAX_FRAME - 5 - 4  # payload of a MAX_FRAME frame
     add("max_frame_is_read", "BAD_LENGTH", frame(gs, SEQ, fill[:n]))
+    add("max_frame_with_zeros_is_read", "BAD_LENGTH", frame(gs, SEQ, bytes(n)))
     add("oversize_by_one", "OVERSIZE", frame(gs, SEQ, fill[: n + 1]), trusted=False)
-    add("oversize_long", "OVERSIZE", frame(gs, SEQ, fill[:180]), trusted=False)
+    add("oversize_by_one_zeros", "OVERSIZE", frame(gs, SEQ, bytes(n + 1)), trusted=False)
+    add("oversize_long", "OVERSIZE", frame(gs, SEQ, fill[:300]), trusted=False)
+    # The worst case of COBS: MAX_FRAME + 2 bytes before the delimiter can still be a
+    # MAX_FRAME frame (above), but the same number of 01 codes decodes to MAX_FRAME + 1 zeros.
+    add("oversize_cobs_zeros", "OVERSIZE", bytes(MAX_FRAME + 1), trusted=False)
 
     add("version_2", "BAD_VERSION", frame(gs, SEQ, version=2))
     add("version_0", "BAD_VERSION", frame(gs, SEQ, version=0))
-    add("version_before_flags", "BAD_VERSION", frame(gs, SEQ, version=0xFF, flags=1))
+    add("version_before_flags", "BAD_VERSION", frame(gs, SEQ, version=0xFF, flags=0x80))
     add("version_before_length", "BAD_VERSION", frame(t["STOP"], SEQ, stop[:-1], version=2))
 
-    add("flags_01", "BAD_FLAGS", frame(gs, SEQ, flags=0x01))
+    add("flags_02", "BAD_FLAGS", frame(gs, SEQ, flags=0x02))
     add("flags_80", "BAD_FLAGS", frame(t["SET_CONTINUOUS"], SEQ, set_cont, flags=0x80))
+    add("flags_ff", "BAD_FLAGS", frame(gs, SEQ, flags=0xFF))
     add("flags_before_type", "BAD_FLAGS", frame(0x7E, SEQ, flags=0x02))
 
     add("type_00", "UNKNOWN_TYPE", frame(0x00, SEQ))
@@ -312,6 +598,60 @@ def bad_vectors():
     add("response_repl_ok_as_request", "UNKNOWN_TYPE", frame(t["REPL_OK"], SEQ))
     add("length_before_range", "BAD_LENGTH", frame(t["STOP"], SEQ, b"\x09\x00"))
 
+    # The authentication trailer, as far as the codec sees it: its presence (flag AUTH) and
+    # its length; the tag itself is the guard's ("refused" vectors).
+    clin = ROLES["clinician"]
+
+    def signed(mtype, body, flags=FLAG_AUTH, counter=1, version=m.VERSION):
+        return signed_frame(mtype, SEQ, body, SESSION, clin, counter, KEYS[clin], NONCE,
+                            flags=flags, version=version)
+
+    ok_status = signed(gs, b"")
+    ok_sc = signed(t["SET_CONTINUOUS"], set_cont)
+    add("auth_trailer_missing", "BAD_LENGTH", frame(gs, SEQ, flags=FLAG_AUTH))
+    add("auth_trailer_one_byte", "BAD_LENGTH", frame(gs, SEQ, b"\x02", flags=FLAG_AUTH))
+    add("auth_trailer_without_tag", "BAD_LENGTH",
+        frame(gs, SEQ, struct.pack(TRAILER, SESSION, clin, 1), flags=FLAG_AUTH))
+    add("auth_trailer_cut_short", "BAD_LENGTH", recrc(ok_status[:-5] + ok_status[-4:]))
+    add("auth_set_continuous_cut_short", "BAD_LENGTH", recrc(ok_sc[:-5] + ok_sc[-4:]))
+    add("auth_set_continuous_payload_short", "BAD_LENGTH",
+        signed(t["SET_CONTINUOUS"], set_cont[:-1]))
+    add("auth_trailer_extra_byte", "BAD_LENGTH", recrc(ok_status[:-4] + b"\x00" + bytes(4)))
+    add("auth_set_continuous_extra_byte", "BAD_LENGTH",
+        signed(t["SET_CONTINUOUS"], set_cont + b"\x01"))
+    add("auth_max_frame_is_read", "BAD_LENGTH", frame(gs, SEQ, fill[:n], flags=FLAG_AUTH))
+    add("auth_flags_81", "BAD_FLAGS", signed(t["SET_CONTINUOUS"], set_cont, flags=0x81))
+    add("auth_flags_80_with_trailer", "BAD_FLAGS",
+        signed(t["SET_CONTINUOUS"], set_cont, flags=0x80))
+    add("auth_flags_02_with_trailer", "BAD_FLAGS", signed(gs, b"", flags=0x02))
+    add("auth_flags_03", "BAD_FLAGS", signed(t["STOP"], stop, flags=0x03))
+    add("auth_crc_flipped", "BAD_CRC", ok_sc[:-1] + bytes([ok_sc[-1] ^ 0x01]), trusted=False)
+    add("auth_tag_bit_flipped_crc_kept", "BAD_CRC",
+        ok_sc[:-5] + bytes([ok_sc[-5] ^ 0x01]) + ok_sc[-4:], trusted=False)
+    add("auth_version_2", "BAD_VERSION", signed(t["SET_CONTINUOUS"], set_cont, version=2))
+    add("auth_response_as_request", "UNKNOWN_TYPE",
+        signed(t["CHALLENGE_OK"], struct.pack("<B", 2) + NONCE))
+    add("auth_type_7e", "UNKNOWN_TYPE", signed(0x7E, b""))
+    add("auth_dose_below_min", "OUT_OF_RANGE", signed(t["SET_CONTINUOUS"], sc(999, 500)))
+    add("auth_stop_reason_0", "OUT_OF_RANGE", signed(t["STOP"], st(0)))
+
+    # CHALLENGE, GET_COUNTERS, READ_LOG, SET_CLOCK, SET_TELEMETRY as requests.
+    add("challenge_long", "BAD_LENGTH", frame(t["CHALLENGE"], SEQ, b"\x00"))
+    add("response_challenge_ok_as_request", "UNKNOWN_TYPE",
+        frame(t["CHALLENGE_OK"], SEQ, struct.pack("<B", 0) + NONCE))
+    add("get_counters_long", "BAD_LENGTH", frame(t["GET_COUNTERS"], SEQ, b"\x00"))
+    add("read_log_short", "BAD_LENGTH", frame(t["READ_LOG"], SEQ, b"\x00\x00\x00"))
+    add("set_clock_long", "BAD_LENGTH", frame(t["SET_CLOCK"], SEQ, bytes(5)))
+    add("set_telemetry_short", "BAD_LENGTH", frame(t["SET_TELEMETRY"], SEQ, b"\x3c"))
+    add("set_clock_before_2020", "OUT_OF_RANGE",
+        frame(t["SET_CLOCK"], SEQ, struct.pack("<I", 1_577_836_799)))
+    add("set_clock_after_2100", "OUT_OF_RANGE",
+        frame(t["SET_CLOCK"], SEQ, struct.pack("<I", 4_102_444_801)))
+    add("set_clock_zero", "OUT_OF_RANGE", frame(t["SET_CLOCK"], SEQ, bytes(4)))
+    add("set_telemetry_over_an_hour", "OUT_OF_RANGE",
+        frame(t["SET_TELEMETRY"], SEQ, struct.pack("<H", 3601)))
+    add("event_telemetry_as_request", "UNKNOWN_TYPE", frame(t["TELEMETRY"], SEQ, bytes(21)))
+
     add("dose_below_min", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(999, 500)))
     add("dose_above_max", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(20_000_001, 500)))
     add("dose_zero", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(0, 500)))
@@ -334,17 +674,41 @@ def bad_vectors():
     return vectors
 
 
-def hand_checked(valid):
+def hand_checked(valid, signed):
     v = next(x for x in valid if x["name"] == "get_status")
     assert crc32_bitwise(b"123456789") == 0xCBF43926
     assert crc32(bytes.fromhex("0102000100")) == 0x48502767
     assert v["frame"] == "010200010067275048", v["frame"]
     assert v["wire"] == "0301020201056727504800", v["wire"]
+    # RFC 4231 test case 2: the standard library's HMAC-SHA256 is the real one.
+    rfc = hmac.new(b"Jefe", b"what do ya want for nothing?", hashlib.sha256).hexdigest()
+    assert rfc == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", rfc
+    # The docstring's authenticated frame.
+    s = next(x for x in signed if x["name"] == "get_status_clinician")
+    fr = bytes.fromhex(s["frame"])
+    assert fr[:11].hex() == "0102012200" + "020202000000", fr.hex()
+    want = hmac.new(KEYS[2], NONCE + fr[:11], hashlib.sha256).digest()[:16]
+    assert fr[11:27] == want and len(fr) == 31
+    assert fr[27:] == struct.pack("<I", binascii.crc32(fr[:27]))
+
+
+def check_table():
+    """The layouts written out here are the table's (a change there must be made here too)."""
+    assert HEADER == m.HEADER_FORMAT and MAX_FRAME == m.MAX_FRAME
+    assert FLAG_AUTH == m.FLAG_AUTH and TRAILER == m.AUTH_FORMAT and TAG_SIZE == m.TAG_SIZE
+    assert struct.calcsize(TRAILER) + TAG_SIZE == m.AUTH_SIZE
+    assert {label: value for value, label in m.ENUMS["role"]} == ROLES
+    assert all(len(k) == m.KEY_SIZE for k in KEYS.values())
+    assert all(len(nonce) == m.NONCE_SIZE for _, nonce in SESSIONS)
+    assert [slot for slot, _ in SESSIONS] == list(range(len(SESSIONS))) and len(
+        SESSIONS) < m.SESSIONS  # a fresh pump gives these slots in turn; one stays closed
 
 
 def build():
+    check_table()
     valid = valid_vectors()
-    hand_checked(valid)
+    signed = signed_vectors()
+    hand_checked(valid, signed)
     doc = {
         "about": "Golden vectors of the intrapump wire format. Generated by "
                  "tools/make_golden.py (independently of protocol/*codec.py): do not edit.",
@@ -352,6 +716,12 @@ def build():
         "max_frame": m.MAX_FRAME,
         "valid": valid,
         "bad": bad_vectors(),
+        "auth": {
+            "keys": {name: KEYS[role].hex() for name, role in ROLES.items()},
+            "sessions": [{"session": slot, "nonce": nonce.hex()} for slot, nonce in SESSIONS],
+        },
+        "signed": signed,
+        "refused": refused_vectors(),
     }
     return json.dumps(doc, indent=1) + "\n"
 

@@ -126,9 +126,10 @@ class Dispatcher:
         return (n, log.oldest(), log.total) + entry
 
     def _set_clock(self, values):
-        old = self.pump.clock_s()
+        moved = values[0] - self.pump.clock_s()
         self.pump.set_clock(values[0])
-        self.record(m.EV_CLOCK_SET, values[0], old)
+        # The log's details are i32: the move in seconds (clamped), not the clock itself.
+        self.record(m.EV_CLOCK_SET, max(-0x80000000, min(0x7FFFFFFF, moved)))
         return (self.pump.clock_s(),)
 
     def _enter_repl(self, values):

@@ -15,6 +15,7 @@ class Guard:
         self._uses = 0
         self.code = 0  # the last refusal: its error code and reason
         self.reason = ""
+        self.verified = False  # the last frame's tag checked out: its role is who sent it
 
     def open(self, nonce):
         """Start a session in the least recently used slot; return the slot."""
@@ -35,6 +36,7 @@ class Guard:
         """0 if the decoded request `d` may be carried out as far as who sent it goes (the
         counter is checked apart, by advance()); else an error code, with self.reason."""
         need = m.ACCESS.get(d.type, m.ANY_ROLE)
+        self.verified = False
         if not d.auth:
             if need == m.OPEN:
                 return 0
@@ -48,6 +50,7 @@ class Guard:
         tag = auth.frame_tag(key, self.nonces[d.session], mv[: d.tag_at])
         if not auth.equal(tag, mv[d.tag_at : d.tag_at + m.TAG_SIZE]):
             return self._no(m.ERR_BAD_TAG, "tag does not match (key, session or frame)")
+        self.verified = True
         if need != m.OPEN and not need & (1 << d.role):
             return self._no(m.ERR_WRONG_ROLE, "%s may not send this" % m.ROLE_NAMES[d.role])
         return 0

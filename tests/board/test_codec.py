@@ -1,7 +1,9 @@
 # The board codec (protocol/codec.py): decode() classifies a bad frame by the first check it
 # fails, in the documented order TRUNCATED, BAD_CRC, BAD_VERSION, BAD_FLAGS, UNKNOWN_TYPE,
-# BAD_LENGTH, OUT_OF_RANGE; the Encoder round-trips every message of the table. Frames for
-# decode() are built here with struct + binascii.crc32, not with the Encoder.
+# BAD_LENGTH, OUT_OF_RANGE; with FLAG_AUTH it reads the trailer (session, role, counter, tag)
+# before the CRC, and a trailer cut short is BAD_LENGTH (the tag is the guard's to check:
+# test_guard.py). The Encoder round-trips every message of the table. Frames for decode() are
+# built here with struct + binascii.crc32, not with the Encoder.
 # Board-safe: runs on CPython and on MicroPython.
 
 import binascii
@@ -20,6 +22,19 @@ KIND_RANGE = {
 def _frame(mtype, payload=b"", seq=SEQ, version=m.VERSION, flags=0, crc_xor=0):
     head = struct.pack("<BBBH", version, mtype, flags, seq) + payload
     return head + struct.pack("<I", (binascii.crc32(head) & 0xFFFFFFFF) ^ crc_xor)
+
+
+TAG = b"\xa0\x00\xa1\xa2\xa3\xa4\xa5\xa6\xa7\xa8\xa9\xaa\xab\xac\x00\xaf"  # not checked here
+
+
+def _trailer(session=2, role=m.ROLE_CLINICIAN, counter=0x01020304, tag=TAG):
+    return struct.pack("<BBI", session, role, counter) + tag
+
+
+def _signed(mtype, payload=b"", trailer=None, flags=m.FLAG_AUTH, **kw):
+    """A frame with the authentication flag and a trailer (any tag: decode does not check it)."""
+    return _frame(mtype, payload + (_trailer() if trailer is None else trailer), flags=flags,
+                  **kw)
 
 
 def _payload(row, values):
@@ -169,11 +184,12 @@ def test_order_of_checks():
     sc = m.find(m.SET_CONTINUOUS)
     bad_range = _payload(sc, (999, 0))
     # TRUNCATED before all: 8 bytes with a wrong version and flags.
-    _expect(_frame(m.GET_STATUS, version=9, flags=1)[:8], m.ERR_TRUNCATED, "short + bad")
+    _expect(_frame(m.GET_STATUS, version=9, flags=0x80)[:8], m.ERR_TRUNCATED, "short + bad")
     # BAD_CRC before version, flags, type, length, range.
     for what, fr in (
         ("version", _frame(m.GET_STATUS, version=2, crc_xor=1)),
-        ("flags", _frame(m.GET_STATUS, flags=1, crc_xor=1)),
+        ("flags", _frame(m.GET_STATUS, flags=0x80, crc_xor=1)),
+        ("trailer", _frame(m.GET_STATUS, flags=m.FLAG_AUTH, crc_xor=1)),
         ("type", _frame(0x7E, crc_xor=1)),
         ("length", _frame(m.SET_CONTINUOUS, b"\x01", crc_xor=1)),
         ("range", _frame(m.SET_CONTINUOUS, bad_range, crc_xor=1)),
@@ -181,7 +197,7 @@ def test_order_of_checks():
         d = _expect(fr, m.ERR_BAD_CRC, "CRC before " + what)
         assert d.seq == 0, "BAD_CRC: seq 0"
     # BAD_VERSION before flags, type, length, range.
-    _expect(_frame(0x7E, b"\x01", version=2, flags=1), m.ERR_BAD_VERSION, "version first")
+    _expect(_frame(0x7E, b"\x01", version=2, flags=0x80), m.ERR_BAD_VERSION, "version first")
     _expect(_frame(m.SET_CONTINUOUS, bad_range, version=0), m.ERR_BAD_VERSION, "before range")
     # BAD_FLAGS before type, length, range.
     _expect(_frame(0x7E, b"\x01", flags=4), m.ERR_BAD_FLAGS, "flags before type")
@@ -341,12 +357,131 @@ def test_encoder_truncates_long_text_to_valid_utf8():
 
 
 def test_encoder_wire_buffer_holds_a_max_frame():
-    # A MAX_FRAME frame with no zero byte COBS-encodes to MAX_FRAME + 1 bytes, plus the 0x00
-    # delimiter: the Encoder's wire buffer must hold MAX_FRAME + 2 bytes.
+    # A MAX_FRAME frame with no zero byte COBS-encodes to MAX_FRAME + MAX_FRAME // 254 + 1
+    # bytes, plus the 0x00 delimiter: for 256 bytes, 259 in the Encoder's wire buffer.
     enc = codec.Encoder()
-    frame = bytes(range(1, m.MAX_FRAME + 1))
-    need = m.MAX_FRAME + 2
+    frame = bytes(1 + i % 255 for i in range(m.MAX_FRAME))
+    need = m.MAX_FRAME + m.MAX_FRAME // 254 + 2
     assert len(enc.wire) >= need, "Encoder.wire has %d bytes; a max frame needs %d" % (
         len(enc.wire), need)
     n = framing.cobs_encode(frame, len(frame), enc.wire)
     assert n == need and enc.wire[n - 1] == 0, "encoded %d bytes" % n
+
+
+# -- the authentication trailer --------------------------------------------------------------
+
+
+def test_auth_trailer_decodes():
+    for row in _requests():
+        vals = _defaults(row)
+        for session, role, counter in ((0, 1, 1), (3, 3, 0xFFFFFFFF), (255, 0, 0), (1, 2, 256)):
+            fr = _signed(row[0], _payload(row, vals), _trailer(session, role, counter))
+            err, d = _decode(fr)
+            what = "%s session %d role %d counter %d" % (row[1], session, role, counter)
+            assert err == 0, "%s: %s (%s)" % (what, _name(err), d.reason)
+            assert d.auth, what + ": auth"
+            assert (d.session, d.role, d.counter) == (session, role, counter), "%s: %r" % (
+                what, (d.session, d.role, d.counter))
+            assert tuple(d.values) == tuple(vals), "%s: values %r" % (what, d.values)
+            # The tag is the AUTH_SIZE - AUTH_FIXED bytes before the CRC; what it signs is
+            # everything before it.
+            assert d.tag_at == len(fr) - m.CRC_SIZE - m.TAG_SIZE, "%s: tag_at %d" % (
+                what, d.tag_at)
+            assert d.tag_at == m.HEADER_SIZE + len(_payload(row, vals)) + m.AUTH_FIXED, what
+            assert fr[d.tag_at : d.tag_at + m.TAG_SIZE] == TAG, what + ": tag bytes"
+
+
+def test_auth_layout_constants():
+    # messages.py's trailer: session u8 | role u8 | counter u32 LE | tag (16 bytes).
+    assert m.FLAG_AUTH == 0x01 and m.FLAGS_KNOWN == m.FLAG_AUTH, "flags"
+    assert m.AUTH_FORMAT == "<BBI" and struct.calcsize(m.AUTH_FORMAT) == m.AUTH_FIXED == 6
+    assert m.TAG_SIZE == 16 and m.AUTH_SIZE == 22, "tag and trailer sizes"
+    assert m.NONCE_SIZE == 16 and m.KEY_SIZE == 32 and m.SESSIONS == 4, "sizes"
+    assert m.MAX_FRAME == 256 and m.MAX_PAYLOAD == 256 - 5 - 4, "frame sizes"
+    assert m.ROLE_NAMES == ("none", "patient", "clinician", "service"), "roles"
+
+
+def test_unsigned_frame_has_no_auth():
+    for row in _requests():
+        err, d = _decode(_frame(row[0], _payload(row, _defaults(row))))
+        assert err == 0 and not d.auth, "%s: unsigned" % row[1]
+
+
+def test_auth_trailer_cut_short():
+    # GET_STATUS has no payload: 0..21 bytes after the header cannot hold the trailer.
+    full = _trailer()
+    for n in range(m.AUTH_SIZE):
+        d = _expect(_signed(m.GET_STATUS, trailer=full[:n]), m.ERR_BAD_LENGTH,
+                    "GET_STATUS with %d trailer bytes" % n)
+        assert d.seq == SEQ and d.type == m.GET_STATUS, "BAD_LENGTH trusts the header"
+        assert not d.auth, "%d bytes: no trailer read" % n
+    # With a payload: a trailer one byte short leaves one payload byte short.
+    for row in _requests():
+        p = _payload(row, _defaults(row))
+        d = _expect(_signed(row[0], p, full[:-1]), m.ERR_BAD_LENGTH, "%s: 21-byte trailer" %
+                    row[1])
+        d = _expect(_signed(row[0], p, full + b"\x00"), m.ERR_BAD_LENGTH,
+                    "%s: 23-byte trailer" % row[1])
+        if p:
+            _expect(_signed(row[0], p[:-1]), m.ERR_BAD_LENGTH, "%s: payload short" % row[1])
+        _expect(_signed(row[0], p + b"\x01"), m.ERR_BAD_LENGTH, "%s: payload long" % row[1])
+    # The flag without a trailer (an unsigned frame with the bit set) is the same.
+    sc = m.find(m.SET_CONTINUOUS)
+    _expect(_frame(m.SET_CONTINUOUS, _payload(sc, (400_000, 500)), flags=m.FLAG_AUTH),
+            m.ERR_BAD_LENGTH, "flag without trailer")
+    # A trailer without the flag is payload: too long.
+    _expect(_frame(m.GET_STATUS, _trailer()), m.ERR_BAD_LENGTH, "trailer without flag")
+
+
+def test_auth_flags_other_bits():
+    sc = m.find(m.SET_CONTINUOUS)
+    p = _payload(sc, (400_000, 500))
+    for flags in (0x81, 0x03, 0x80, 0x02, 0xFF, 0x41):
+        d = _expect(_signed(m.SET_CONTINUOUS, p, flags=flags), m.ERR_BAD_FLAGS,
+                    "flags 0x%02x with a trailer" % flags)
+        assert d.seq == SEQ and d.type == m.SET_CONTINUOUS and not d.auth, "header trusted"
+
+
+def test_auth_order_of_checks():
+    sc = m.find(m.SET_CONTINUOUS)
+    bad_range = _payload(sc, (999, 500))
+    # CRC, version, flags and type come before the trailer is looked at.
+    _expect(_signed(m.GET_STATUS, trailer=b"", crc_xor=4), m.ERR_BAD_CRC, "CRC first")
+    _expect(_signed(m.GET_STATUS, trailer=b"", version=2), m.ERR_BAD_VERSION, "version")
+    _expect(_signed(m.GET_STATUS, trailer=b"", flags=0x81), m.ERR_BAD_FLAGS, "flags")
+    _expect(_signed(0x7E, trailer=b""), m.ERR_UNKNOWN_TYPE, "type before trailer length")
+    _expect(_signed(m.STATUS, trailer=b"\x01"), m.ERR_UNKNOWN_TYPE, "response, short trailer")
+    # The trailer's length and the payload's before the range.
+    _expect(_signed(m.SET_CONTINUOUS, bad_range, _trailer()[:-1]), m.ERR_BAD_LENGTH,
+            "trailer before range")
+    _expect(_signed(m.SET_CONTINUOUS, bad_range + b"\x00"), m.ERR_BAD_LENGTH, "length first")
+    # A signed frame is range-checked like any other: the codec refuses it before the guard.
+    d = _expect(_signed(m.SET_CONTINUOUS, bad_range), m.ERR_OUT_OF_RANGE, "signed, out of range")
+    assert "daily_dose_ng" in d.reason, d.reason
+    st = m.find(m.STOP)
+    _expect(_signed(m.STOP, _payload(st, (0, m.STOP_CONFIRM))), m.ERR_OUT_OF_RANGE, "reason 0")
+
+
+def test_auth_trailer_can_fill_a_max_frame():
+    # The largest request payload with a trailer fits MAX_FRAME; the codec reads it (and
+    # refuses it for its length, no request being that long).
+    p = bytes(1 + i % 200 for i in range(m.MAX_PAYLOAD - m.AUTH_SIZE))
+    fr = _signed(m.GET_STATUS, p)
+    assert len(fr) == m.MAX_FRAME, "%d bytes" % len(fr)
+    d = _expect(fr, m.ERR_BAD_LENGTH, "max frame, signed")
+    assert "GET_STATUS" in d.reason, d.reason
+
+
+def test_decoded_reused_after_a_signed_frame():
+    # The loop reuses one Decoded: an unsigned frame after a signed one must not read as
+    # signed (nor a refused one after a signed one).
+    d = codec.Decoded()
+    buf = bytearray(m.MAX_FRAME)
+    for second in (_frame(m.GET_STATUS, seq=9), _frame(m.GET_STATUS, seq=9, crc_xor=1),
+                   _frame(m.GET_STATUS, seq=9, version=2), _signed(m.GET_STATUS, trailer=b"")):
+        signed = _signed(m.GET_STATUS, seq=8)
+        buf[: len(signed)] = signed
+        assert codec.decode(buf, len(signed), d) == 0 and d.auth, "signed first"
+        buf[: len(second)] = second
+        codec.decode(buf, len(second), d)
+        assert not d.auth, "then %s: d.auth left over" % _name(d.error)

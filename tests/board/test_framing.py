@@ -25,6 +25,11 @@ def _enc(data):
     return bytes(dst[:n])
 
 
+def _nonzero(n):
+    """n bytes with no zero among them: 01..FF, 01..FF, ..."""
+    return bytes(1 + i % 255 for i in range(n))
+
+
 def _dec(block, cap=1000):
     dst = bytearray(cap)
     n = framing.cobs_decode(block, len(block), dst)
@@ -107,7 +112,9 @@ def test_round_trip_edge_cases():
         b"\x01" * 254 + b"\x00" + b"\x01" * 254,
         bytes(range(256)) * 3,
         bytes(m.MAX_FRAME),
-        bytes(range(1, m.MAX_FRAME + 1)),
+        _nonzero(m.MAX_FRAME),
+        _nonzero(m.MAX_FRAME - 1) + b"\x00",
+        b"\x00" + _nonzero(m.MAX_FRAME - 1),
     ]
     for data in cases:
         enc = _enc(data)
@@ -142,10 +149,23 @@ def test_decode_invalid():
 
 
 def test_max_encoded_bound():
-    # A MAX_FRAME frame with no zeros is the worst case: one code byte of overhead.
-    assert framing.MAX_ENCODED == m.MAX_FRAME + 1, "MAX_ENCODED %d" % framing.MAX_ENCODED
-    enc = _enc(bytes(range(1, m.MAX_FRAME + 1)))
+    # A MAX_FRAME frame with no zeros is the worst case: a code byte per 254 data bytes, and
+    # one more (this encoder closes a full block with its own code byte). 256 bytes: 258.
+    assert m.MAX_FRAME == 256, "the numbers below are for MAX_FRAME 256"
+    assert framing.MAX_ENCODED == 258, "MAX_ENCODED %d" % framing.MAX_ENCODED
+    assert framing.MAX_WIRE == framing.MAX_ENCODED + 1, "MAX_WIRE %d" % framing.MAX_WIRE
+    enc = _enc(_nonzero(m.MAX_FRAME))
     assert len(enc) == framing.MAX_ENCODED + 1, "block + delimiter: %d" % len(enc)
+    # No frame of at most MAX_FRAME bytes encodes longer, wherever its zeros are.
+    worst = 0
+    for n in (m.MAX_FRAME - 2, m.MAX_FRAME - 1, m.MAX_FRAME):
+        for z in range(-1, n):
+            data = bytearray(_nonzero(n))
+            if z >= 0:
+                data[z] = 0
+            worst = max(worst, len(_enc(bytes(data))) - 1)
+    assert worst == framing.MAX_ENCODED, "worst case %d, MAX_ENCODED %d" % (
+        worst, framing.MAX_ENCODED)
 
 
 def _frames(below, count):
@@ -175,8 +195,9 @@ def test_reader_every_length_up_to_max_frame():
         got = _feed(r, _enc(data))
         assert got == [(FRAME, data)], "length %d: %r" % (n, got)
     # The largest frame with no zero at all (MAX_ENCODED bytes before the delimiter).
-    data = bytes(range(1, m.MAX_FRAME + 1))
+    data = _nonzero(m.MAX_FRAME)
     got = _feed(r, _enc(data))
+    assert len(_enc(data)) == framing.MAX_ENCODED + 1, "the worst case of COBS"
     assert got == [(FRAME, data)], "max frame, no zeros: %r" % (got,)
 
 
@@ -197,8 +218,13 @@ def test_reader_oversize_then_recovers():
     assert _feed(r, _enc(good)) == [(FRAME, good)], "and the next frame decodes"
     # MAX_ENCODED + 1 bytes before a delimiter is one too many.
     assert _feed(r, b"\x01" * (framing.MAX_ENCODED + 1) + b"\x00") == [(OVERSIZE, None)], "+1"
-    assert _feed(r, b"\x01" * framing.MAX_ENCODED + b"\x00") == [
-        (FRAME, bytes(framing.MAX_ENCODED - 1))], "exactly MAX_ENCODED bytes of 01: zeros"
+    # k codes 01 decode to k - 1 zeros: MAX_FRAME + 1 of them are a MAX_FRAME frame, one more
+    # is a frame too long for the reader's buffer although the block fits MAX_ENCODED.
+    assert _feed(r, b"\x01" * (m.MAX_FRAME + 1) + b"\x00") == [
+        (FRAME, bytes(m.MAX_FRAME))], "MAX_FRAME zeros"
+    for k in range(m.MAX_FRAME + 2, framing.MAX_ENCODED + 1):
+        assert _feed(r, b"\x01" * k + b"\x00") == [(OVERSIZE, None)], "%d codes 01" % k
+    assert _feed(r, _enc(good)) == [(FRAME, good)], "and the next frame decodes"
 
 
 def test_reader_bad_cobs_then_recovers():

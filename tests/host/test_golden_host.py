@@ -6,6 +6,11 @@ their labels from messages.ENUMS). Bad vectors: the host raises DecodeError with
 firmware answers with, wherever the host can tell; it has no range checks and no notion of
 request/response direction, so OUT_OF_RANGE vectors and response types sent as requests decode
 fine on the host, and that is asserted too.
+
+Signed vectors: build_frame with a Signer (the vector's session, nonce, role and key) and the
+vector's counter gives the frame and wire bytes exactly; decode gives Message.auth. Refused
+vectors (the codec accepts them, the pump's guard does not) decode on the host with their
+trailer, and those not edited after signing are what the host's Signer builds.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = json.loads((ROOT / "protocol" / "vectors" / "golden.json").read_text("utf-8"))
 VALID = GOLDEN["valid"]
 BAD = GOLDEN["bad"]
+SIGNED = GOLDEN["signed"]
+REFUSED = GOLDEN["refused"]
 LABELS = {name: dict(pairs) for name, pairs in m.ENUMS.items()}
 
 
@@ -70,7 +77,7 @@ def test_decode_valid(v: dict[str, Any]) -> None:
         msg = hc.decode(data)
         assert msg.type == v["type"] and msg.seq == v["seq"]
         assert msg.name == v["message"]
-        assert msg.version == m.VERSION and msg.flags == 0
+        assert msg.version == m.VERSION and msg.flags == 0 and msg.auth is None
         assert msg.fields == host_fields(v["type"], v["fields"], labels=True)
         row = m.find(v["type"])
         assert row is not None
@@ -119,3 +126,93 @@ def test_out_of_range_vectors_decode_on_host() -> None:
         out = [f for f in row[3] if f[2] is not None and f[1] != "str"
                and not f[2] <= int(msg[f[0]]) <= f[3]]
         assert out, f"{v['name']}: no field out of range in {msg.fields}"
+
+
+# -- authenticated vectors -----------------------------------------------------------------
+
+def role_label(role: int) -> Any:
+    """A role as host_codec takes and gives it: its label, or the bare number if it has none."""
+    return LABELS["role"].get(role, role)
+
+
+def signer(a: dict[str, Any]) -> hc.Signer:
+    return hc.Signer(a["session"], bytes.fromhex(a["nonce"]), role_label(a["role"]),
+                     bytes.fromhex(a["key"]))
+
+
+def host_auth(a: dict[str, Any]) -> dict[str, Any]:
+    return {"session": a["session"], "role": role_label(a["role"]), "counter": a["counter"],
+            "tag": bytes.fromhex(a["tag"])}
+
+
+def test_signed_vectors_use_the_provisioned_keys_and_sessions() -> None:
+    keys = GOLDEN["auth"]["keys"]
+    nonces = {s["session"]: s["nonce"] for s in GOLDEN["auth"]["sessions"]}
+    assert set(keys) == {label for _, label in m.ENUMS["role"]}
+    for v in SIGNED:
+        a = v["auth"]
+        assert keys[m.ROLE_NAMES[a["role"]]] == a["key"], v["name"]
+        assert nonces[a["session"]] == a["nonce"], v["name"]
+        assert len(bytes.fromhex(a["key"])) == m.KEY_SIZE
+        assert len(bytes.fromhex(a["nonce"])) == m.NONCE_SIZE
+
+
+@pytest.mark.parametrize("v", SIGNED, ids=ids(SIGNED))
+def test_encode_signed(v: dict[str, Any]) -> None:
+    a = v["auth"]
+    for labels in (True, False):
+        fields = host_fields(v["type"], v["fields"], labels)
+        frame = hc.build_frame(v["type"], v["seq"], fields, signer=signer(a), counter=a["counter"])
+        assert frame.hex() == v["frame"]
+        wire = hc.encode(v["message"], v["seq"], fields, signer=signer(a), counter=a["counter"])
+        assert wire.hex() == v["wire"]
+
+
+@pytest.mark.parametrize("v", SIGNED, ids=ids(SIGNED))
+def test_decode_signed(v: dict[str, Any]) -> None:
+    for data in (bytes.fromhex(v["wire"]), bytes.fromhex(v["wire"])[:-1]):
+        msg = hc.decode(data)
+        assert (msg.type, msg.seq, msg.name) == (v["type"], v["seq"], v["message"])
+        assert msg.version == m.VERSION and msg.flags == m.FLAG_AUTH
+        assert msg.fields == host_fields(v["type"], v["fields"], labels=True)
+        assert msg.auth is not None and msg.auth == host_auth(v["auth"])
+        assert type(msg.auth["role"]) is str, "the role parses to a plain label"
+    assert hc.parse_frame(bytes.fromhex(v["frame"])) == msg
+
+
+def test_signed_tag_is_not_the_wrong_ones() -> None:
+    # The Signer's key, nonce, session, role and counter each change the frame's tag.
+    v = next(x for x in SIGNED if x["message"] == "SET_CONTINUOUS")
+    a = v["auth"]
+    fields = host_fields(v["type"], v["fields"], labels=True)
+    base = signer(a)
+    tags = set()
+    for s, counter in (
+        (base, a["counter"]),
+        (hc.Signer(base.session, base.nonce, base.role, bytes(m.KEY_SIZE)), a["counter"]),
+        (hc.Signer(base.session, bytes(m.NONCE_SIZE), base.role, base.key), a["counter"]),
+        (hc.Signer((base.session + 1) % m.SESSIONS, base.nonce, base.role, base.key),
+         a["counter"]),
+        (hc.Signer(base.session, base.nonce, "service", base.key), a["counter"]),
+        (base, a["counter"] + 1),
+    ):
+        frame = hc.build_frame(v["type"], v["seq"], fields, signer=s, counter=counter)
+        tags.add(frame[-m.CRC_SIZE - m.TAG_SIZE : -m.CRC_SIZE])
+    assert len(tags) == 6
+
+
+@pytest.mark.parametrize("v", REFUSED, ids=ids(REFUSED))
+def test_refused_vector_decodes_on_host(v: dict[str, Any]) -> None:
+    # The authentication is the pump's to check: the host reads these frames as any other.
+    msg = hc.decode(bytes.fromhex(v["wire"]))
+    assert msg.type == v["request_type"] and msg.seq == v["seq"]
+    a = v["auth"]
+    if a is None:
+        assert msg.auth is None and msg.flags == 0
+        return
+    assert msg.flags == m.FLAG_AUTH
+    assert msg.auth == host_auth(a)
+    if a["tampered"] is None:
+        frame = hc.build_frame(msg.type, msg.seq, msg.fields, signer=signer(a),
+                               counter=a["counter"])
+        assert frame.hex() == v["frame"]
