@@ -33,6 +33,11 @@ STEP_NL = 250  # volume per motor step (lead screw pitch x syringe bore / steps 
 RESERVOIR_NL = 20_000_000  # 20 mL model
 MAX_RATE_NL_DAY = 24_000_000  # the mechanism's top continuous rate: 1 mL/h
 
+# When the loop falls behind (a long frame burst, a slow flash write), at most this many
+# overdue steps are made at once; more would be an unprogrammed bolus. The rest are skipped
+# and logged (delivery_gap): a little under-delivery is safer than an overdose.
+MAX_CATCH_UP_STEPS = 4
+
 EVENT_LOG_SIZE = 256  # events kept in RAM (14 bytes each); the oldest is dropped first
 
 # Link: "usb" (USB CDC stdin/stdout) or "uart0"

@@ -21,7 +21,7 @@ class Loop:
     def __init__(self, board):
         self.board = board
         self.pump = Pump(config.STEP_NL, config.RESERVOIR_NL, config.RESERVOIR_NL,
-                         config.MAX_RATE_NL_DAY, time.time())
+                         config.MAX_RATE_NL_DAY, time.time(), config.MAX_CATCH_UP_STEPS)
         self.guard = Guard(keystore.load())
         self.dispatcher = Dispatcher(
             self.pump, (board.unique_id(), version.VERSION), self.guard, board.random_bytes,
@@ -47,10 +47,15 @@ class Loop:
     def once(self):
         now = time.ticks_ms()
         elapsed = time.ticks_diff(now, self.last)
-        steps = self.pump.advance(elapsed)
+        pump = self.pump
+        steps = pump.advance(elapsed)
         self.last = now
         if steps:
             self.board.stepper.step(steps)
+        if pump.gap_steps:
+            self.dispatcher.record(m.EV_DELIVERY_GAP, pump.gap_steps)
+        if pump.just_ran_dry:
+            self.dispatcher.record(m.EV_RESERVOIR_EMPTY)
         wait = self.pump.ms_until_next()
         if wait < 0 or wait > MAX_WAIT_MS:
             wait = MAX_WAIT_MS
@@ -66,25 +71,27 @@ class Loop:
             self.board.link.wait(wait)
 
     def read_input(self):
-        """Feed waiting bytes to the frame reader; answer each complete frame.
-        Returns True if any byte was read."""
+        """Feed waiting bytes to the frame reader and answer what completes. Returns True if
+        any byte was read. It returns after each delimiter and after MAX_FRAME bytes, so
+        that no stream of input, however long, keeps the loop from delivery."""
         link = self.board.link
-        got = False
-        while True:
+        for budget in range(m.MAX_FRAME):
             b = link.read_byte()
             if b < 0:
-                return got
-            got = True
+                return budget > 0
             r = self.reader.push(b)
             if r == framing.FRAME:
                 self.answer()
-                return True  # let the loop catch up on time before reading on
+                return True
             if r == framing.BAD_COBS:
                 self.reply(m.SEQ_UNSOLICITED, *self.dispatcher.error(
                     m.ERR_BAD_COBS, 0, "bad COBS encoding"))
-            elif r == framing.OVERSIZE:
+                return True
+            if r == framing.OVERSIZE:
                 self.reply(m.SEQ_UNSOLICITED, *self.dispatcher.error(
                     m.ERR_OVERSIZE, 0, "frame over %d bytes" % m.MAX_FRAME))
+                return True
+        return True
 
     def answer(self):
         """Checks in order: the frame (codec), who sent it (guard), a retry of the last

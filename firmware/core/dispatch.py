@@ -83,7 +83,7 @@ class Dispatcher:
             p.concentration,
             p.rate_nl_day(),
             p.delivered_nl() & 0xFFFFFFFF,
-            p.delivered_ng & 0xFFFFFFFF,
+            p.delivered_ng() & 0xFFFFFFFF,
             p.volume_nl,
             p.uptime_s,
             p.clock_s(),
@@ -106,7 +106,7 @@ class Dispatcher:
         """The values of a TELEMETRY event."""
         p = self.pump
         return (p.mode, p.rate_nl_day(), p.delivered_nl() & 0xFFFFFFFF,
-                p.delivered_ng & 0xFFFFFFFF, p.volume_nl, p.clock_s())
+                p.delivered_ng() & 0xFFFFFFFF, p.volume_nl, p.clock_s())
 
     def _set_telemetry(self, values):
         self.telemetry_ms = values[0] * 1000

@@ -31,14 +31,23 @@ class Infusion:
         self.wait = NONE  # ms until the next step
 
     def start(self, daily_dose_ng, concentration):
-        """Run at a new rate. The first step falls one full interval from now."""
+        """Run at a new rate. From a stop, the first step falls one full interval from now;
+        from another rate, the part of a step already run carries over (reprogramming must
+        not push the next step back, or frequent changes would deliver nothing)."""
         num = self.step_nl * concentration * DAY_S  # may exceed a small int: done once here
+        first = -1
+        if self.divisor and self.whole:
+            left = self.wait if self.wait > 0 else 0  # ms to the next step at the old rate
+            den = daily_dose_ng * self.whole
+            first = (num * left + den - 1) // den  # the same fraction of the new interval
         self.whole = num // daily_dose_ng
         self.rem = num % daily_dose_ng
         self.divisor = daily_dose_ng
         self.acc = daily_dose_ng - 1  # rounds every due time up: ceil, not floor
         self.wait = 0
         self._schedule_next()
+        if 0 <= first < self.wait:
+            self.wait = first
 
     def _schedule_next(self):
         self.wait += self.whole

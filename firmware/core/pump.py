@@ -15,8 +15,14 @@ class Refused(Exception):
 
 
 class Pump:
-    def __init__(self, step_nl, reservoir_nl, volume_nl, max_rate_nl_day, clock_s=0):
-        """clock_s: the pump clock at boot (s since 1970), as the board's RTC has it."""
+    def __init__(self, step_nl, reservoir_nl, volume_nl, max_rate_nl_day, clock_s=0,
+                 max_catch_up=4):
+        """clock_s: the pump clock at boot (s since 1970), as the board's RTC has it.
+        max_catch_up: the most steps made at once when the loop fell behind; more would be
+        an unprogrammed bolus, so the rest are skipped and reported (gap_steps)."""
+        self.max_catch_up = max_catch_up
+        self.gap_steps = 0  # steps skipped by the last advance(); the loop logs them
+        self.just_ran_dry = False  # the last advance() took the last step: the loop logs it
         self.step_nl = step_nl
         self.max_rate_nl_day = max_rate_nl_day  # what the mechanism can deliver
         self.reservoir_nl = reservoir_nl  # capacity
@@ -27,8 +33,11 @@ class Pump:
         self.stop_reason = 0
         self.infusion = Infusion(step_nl)
         self.delivered_steps = 0
-        self.delivered_ng = 0
-        self._pg = 0  # dose remainder below 1 ng, in pg
+        # Delivered dose as ug + ng + pg remainders: every counter stays a small int on
+        # MicroPython (no allocation in the steady state) for the pump's life.
+        self.delivered_ug = 0
+        self._ng = 0  # below 1 ug
+        self._pg = 0  # below 1 ng
         self._pg_per_step = 0
         self.uptime_s = 0
         self._clock_base = clock_s  # the clock is _clock_base + uptime_s
@@ -70,18 +79,30 @@ class Pump:
             self.uptime_s += self._ms // 1000
             self._ms %= 1000
         due = self.infusion.advance(elapsed_ms)
+        self.gap_steps = 0
+        self.just_ran_dry = False
         if due == 0:
             return 0
+        if due > self.max_catch_up:
+            self.gap_steps = due - self.max_catch_up
+            due = self.max_catch_up
         left = self.volume_nl // self.step_nl
-        if due > left:
+        if due >= left:
+            self.just_ran_dry = left > 0
             due = left
         self.delivered_steps += due
         self.volume_nl -= due * self.step_nl
         self._pg += due * self._pg_per_step
         if self._pg >= 1000:
-            self.delivered_ng += self._pg // 1000
+            self._ng += self._pg // 1000
             self._pg %= 1000
+            if self._ng >= 1000:
+                self.delivered_ug += self._ng // 1000
+                self._ng %= 1000
         return due
+
+    def delivered_ng(self):
+        return self.delivered_ug * 1000 + self._ng
 
     def ms_until_next(self):
         """Milliseconds until the next step is due, or -1 if none is scheduled."""

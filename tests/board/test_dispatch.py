@@ -45,7 +45,7 @@ def _dispatcher(pump, guard=None, random_bytes=None):
 
 
 def _setup(volume_nl=FULL_NL):
-    p = Pump(STEP_NL, FULL_NL, volume_nl, config.MAX_RATE_NL_DAY)
+    p = Pump(STEP_NL, FULL_NL, volume_nl, config.MAX_RATE_NL_DAY, 0, 1 << 30)  # no cap
     return p, _dispatcher(p)
 
 
@@ -308,7 +308,7 @@ def test_internal_error_keeps_the_program_in_force():
     assert tuple(after) == tuple(before), "STATUS changed by a failed request: %r -> %r" % (
         before, after)
     assert p.advance(27_000) == 1, "delivery goes on at the old interval"
-    assert p.delivered_ng == 5 * 125, "5 steps at 500 mcg/mL = 625 ng: %d" % p.delivered_ng
+    assert p.delivered_ng() == 5 * 125, "5 steps at 500 mcg/mL = 625 ng: %d" % p.delivered_ng()
 
 
 def test_error_counts_frame_errors_and_wraps():

@@ -43,16 +43,17 @@ def test_400_mcg_per_day_steps_every_27000_ms():
     assert inf.ms_until_next() == 27000, "day boundary falls on a step: %d" % inf.ms_until_next()
 
 
-def test_zero_elapsed_and_first_step_one_interval_after_start():
+def test_zero_elapsed_and_a_new_rate_mid_step():
     inf = Infusion(STEP_NL)
     inf.start(400_000, 500)
     assert inf.advance(0) == 0, "no step at t=0"
     inf.advance(13_000)
-    # A new program restarts the interval from now.
+    # A new program keeps the progress: 14 of 27 s were left, so 14/27 of the new 13.5 s.
     inf.start(800_000, 500)
-    assert inf.ms_until_next() == 13500, "restart: %d" % inf.ms_until_next()
-    assert inf.advance(13_499) == 0, "restarted program stepped early"
-    assert inf.advance(1) == 1, "restarted program did not step at 13500 ms"
+    assert inf.ms_until_next() == 7000, "carried over: %d" % inf.ms_until_next()
+    assert inf.advance(6_999) == 0, "reprogrammed pump stepped early"
+    assert inf.advance(1) == 1, "reprogrammed pump did not step at 7000 ms"
+    assert inf.ms_until_next() == 13_500, "then whole new intervals: %d" % inf.ms_until_next()
 
 
 def test_remainder_carried_412_5_mcg_per_day():
@@ -224,3 +225,20 @@ def test_rate_nl_per_day():
             want = (exact2 + conc) // (2 * conc)
             got = rate_nl_per_day(dose, conc)
             assert got == want, "rate(%d, %d) = %d, want %d" % (dose, conc, got, want)
+
+
+def test_reprogramming_keeps_the_progress_towards_the_next_step():
+    inf = Infusion(STEP_NL)
+    inf.start(400_000, 500)  # a step every 27 s
+    assert inf.advance(20_000) == 0, "20 s in: no step yet"
+    inf.start(400_000, 500)  # the same program again
+    assert inf.ms_until_next() == 7_000, "still due at 27 s: %d" % inf.ms_until_next()
+    inf.start(800_000, 500)  # twice the rate: the 7/27 left of a step take half as long
+    assert inf.ms_until_next() == 3_500, "half of 7 s: %d" % inf.ms_until_next()
+    # Reprogrammed every 5 minutes for 3 hours, delivery still follows the program.
+    inf = Infusion(STEP_NL)
+    steps = 0
+    for _ in range(36):
+        inf.start(90_000, 2000)  # 90 mcg/day at 2000 mcg/mL: a step every 480 s
+        steps += inf.advance(300_000)
+    assert steps == 3 * 3600 // 480, "%d steps in 3 h, want %d" % (steps, 3 * 3600 // 480)

@@ -15,8 +15,14 @@ FULL_NL = 20_000_000
 UNLIMITED_NL_DAY = 1 << 40
 
 
-def _pump(volume_nl=FULL_NL, max_rate=config.MAX_RATE_NL_DAY):
-    return Pump(STEP_NL, FULL_NL, volume_nl, max_rate)
+# Most tests here check the arithmetic over long advances, which the loop never makes (it
+# wakes at least each minute): they let every overdue step through. The cap itself is
+# tested below with the configured value.
+ALL_DUE = 1 << 30
+
+
+def _pump(volume_nl=FULL_NL, max_rate=config.MAX_RATE_NL_DAY, catch_up=ALL_DUE):
+    return Pump(STEP_NL, FULL_NL, volume_nl, max_rate, 0, catch_up)
 
 
 
@@ -26,7 +32,7 @@ def test_new_pump_is_stopped():
     assert p.rate_nl_day() == 0, "stopped: rate 0"
     assert p.ms_until_next() == -1, "stopped: no deadline"
     assert p.advance(10 * 86_400_000) == 0, "stopped: no steps"
-    assert p.delivered_nl() == 0 and p.delivered_ng == 0, "nothing delivered"
+    assert p.delivered_nl() == 0 and p.delivered_ng() == 0, "nothing delivered"
     assert p.volume_nl == FULL_NL, "reservoir untouched: %d" % p.volume_nl
     assert p.reservoir_nl == FULL_NL, "capacity"
 
@@ -105,7 +111,7 @@ def test_reservoir_runs_empty_never_over_delivered():
         assert p.advance(86_400_000) == 0, "empty: no more steps"
     assert p.volume_nl == 100, "volume never below what is left: %d" % p.volume_nl
     assert p.delivered_nl() == 1000, "1000 nL delivered: %d" % p.delivered_nl()
-    assert p.delivered_ng == 500, "1000 nL at 500 mcg/mL = 500 ng: %d" % p.delivered_ng
+    assert p.delivered_ng() == 500, "1000 nL at 500 mcg/mL = 500 ng: %d" % p.delivered_ng()
 
 
 def test_reservoir_empty_in_one_long_advance():
@@ -156,8 +162,8 @@ def test_delivered_ng_exact_when_integral():
     p.set_continuous(400_000, 500)
     for k in range(1, 200):
         assert p.advance(27_000) == 1, "one step per interval"
-        assert p.delivered_ng == 125 * k, "%d steps: %d ng" % (k, p.delivered_ng)
-        assert p.delivered_ng * 1000 == p.delivered_nl() * 500, "ng = nL * conc / 1000"
+        assert p.delivered_ng() == 125 * k, "%d steps: %d ng" % (k, p.delivered_ng())
+        assert p.delivered_ng() * 1000 == p.delivered_nl() * 500, "ng = nL * conc / 1000"
 
 
 def test_delivered_ng_carries_remainder():
@@ -168,10 +174,10 @@ def test_delivered_ng_carries_remainder():
         got = p.advance(p.ms_until_next())
         assert got == 1, "one step at the deadline"
         want = k * 750 // 1000
-        assert p.delivered_ng == want, "%d steps: %d ng, want %d" % (k, p.delivered_ng, want)
+        assert p.delivered_ng() == want, "%d steps: %d ng, want %d" % (k, p.delivered_ng(), want)
         if k % 4 == 0:
-            assert p.delivered_ng == p.delivered_nl() * 3 // 1000, "integral at 4 steps"
-            assert p.delivered_ng * 1000 == p.delivered_nl() * 3, "exact at %d steps" % k
+            assert p.delivered_ng() == p.delivered_nl() * 3 // 1000, "integral at 4 steps"
+            assert p.delivered_ng() * 1000 == p.delivered_nl() * 3, "exact at %d steps" % k
 
 
 def test_delivered_ng_across_concentrations():
@@ -185,8 +191,8 @@ def test_delivered_ng_across_concentrations():
             made += p.advance(p.ms_until_next())
         assert made == steps, "overshot the steps: %d" % made
         pg += steps * STEP_NL * conc
-        assert p.delivered_ng == pg // 1000, "conc %d: %d ng, want %d" % (
-            conc, p.delivered_ng, pg // 1000)
+        assert p.delivered_ng() == pg // 1000, "conc %d: %d ng, want %d" % (
+            conc, p.delivered_ng(), pg // 1000)
 
 
 def test_uptime_s():
@@ -242,3 +248,20 @@ def test_rate_over_the_mechanism_maximum_is_refused_whole():
     assert p.ms_until_next() == before, "the motor's schedule untouched"
     p.set_continuous(12_000_000, 500)  # exactly 24 mL/day: allowed
     assert p.rate_nl_day() == config.MAX_RATE_NL_DAY, "the maximum itself is allowed"
+
+
+def test_a_loop_that_fell_behind_skips_steps_rather_than_bolus():
+    p = _pump(catch_up=config.MAX_CATCH_UP_STEPS)
+    p.set_continuous(400_000, 500)  # a step every 27 s
+    got = p.advance(27_000 * 10)  # the loop stalled for 10 steps' time
+    assert got == config.MAX_CATCH_UP_STEPS, "made %d steps at once" % got
+    assert p.gap_steps == 10 - config.MAX_CATCH_UP_STEPS, "skipped %d" % p.gap_steps
+    assert p.advance(27_000) == 1 and p.gap_steps == 0, "then back to one step per interval"
+
+
+def test_running_dry_is_noticed_once():
+    p = _pump(STEP_NL * 2)
+    p.set_continuous(400_000, 500)
+    assert p.advance(27_000) == 1 and not p.just_ran_dry, "one step left"
+    assert p.advance(27_000) == 1 and p.just_ran_dry, "the last step empties it"
+    assert p.advance(27_000) == 0 and not p.just_ran_dry, "noticed once, not again"

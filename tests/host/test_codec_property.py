@@ -761,3 +761,13 @@ def test_fuzz_host_decoder() -> None:
                 outcomes["decoded"] += 1
     print(f"\nhost decoder fuzz: {FUZZ_CASES} cases: {dict(outcomes)}")
     assert outcomes["decoded"] > 1000 and len(outcomes) >= 8
+
+
+def test_no_input_stream_keeps_the_loop_from_delivery(firmware_loop: Any) -> None:
+    """read_input hands control back to the loop after every delimiter and after MAX_FRAME
+    bytes without one, so a flood of input cannot hold delivery back (and then bolus)."""
+    frames = b"\x05\x01\x00" * 1000  # bad COBS, over and over
+    loop = new_loop(firmware_loop, frames, random.Random(1))
+    assert loop.read_input() and loop.board.link.at == 3
+    loop = new_loop(firmware_loop, b"\x11" * 10_000, random.Random(1))  # no delimiter at all
+    assert loop.read_input() and loop.board.link.at == m.MAX_FRAME
