@@ -33,7 +33,8 @@ sim: setup
 	$(VENV)/bin/pumpsim --speed 1
 
 hil: setup
-	$(PY) -m pytest hil/suites $(if $(PUMP),--pump $(PUMP))
+	$(PY) -m pytest hil/suites $(if $(PUMP),--pump $(PUMP)) $(if $(RIG),--rig $(RIG)) \
+		$(if $(KEYS),--keys $(KEYS))
 
 flash: setup
 	$(PY) -m host.deploy $(if $(PORT),--port $(PORT)) $(if $(KEYS),--keys $(KEYS))

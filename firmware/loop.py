@@ -31,12 +31,14 @@ class Loop:
         self.decoded = codec.Decoded()
         self.encoder = codec.Encoder()
         self.last = time.ticks_ms()
-        # The answer to the last command, kept so that a host retrying it (same sequence
-        # number and CRC) gets the answer again instead of having the command run twice.
-        self.answered_seq = -1
-        self.answered_crc = bytearray(m.CRC_SIZE)
-        self.answer_cache = bytearray(framing.MAX_WIRE)
-        self.answer_len = 0
+        # The answer to the last command of each session (and of unsigned requests, in the
+        # last slot), kept so that a host retrying it (same sequence number and CRC) gets the
+        # answer again instead of having the command run twice, whoever spoke in between.
+        slots = m.SESSIONS + 1
+        self.answered_seq = [-1] * slots
+        self.answered_crc = [bytearray(m.CRC_SIZE) for _ in range(slots)]
+        self.answer_cache = [bytearray(framing.MAX_WIRE) for _ in range(slots)]
+        self.answer_len = [0] * slots
 
     def run(self):
         """Deliver and answer until a host asks for the REPL (only possible when stopped)."""
@@ -104,29 +106,30 @@ class Loop:
         if self.guard.admit(d, frame):
             self.refuse(d)
             return
-        read_only = d.type in m.READ_ONLY
+        fresh = d.type in m.ANSWERED_AFRESH
+        slot = d.session if d.auth else m.SESSIONS
         crc_at = self.reader.length - m.CRC_SIZE
-        if not read_only and d.seq == self.answered_seq and (
-                frame[crc_at : crc_at + m.CRC_SIZE] == self.answered_crc):
-            self.board.link.write(memoryview(self.answer_cache)[: self.answer_len])
+        if not fresh and d.seq == self.answered_seq[slot] and (
+                frame[crc_at : crc_at + m.CRC_SIZE] == self.answered_crc[slot]):
+            self.board.link.write(memoryview(self.answer_cache[slot])[: self.answer_len[slot]])
             return
         if self.guard.advance(d):
             self.refuse(d)
             return
         wire = self.reply(d.seq, *self.dispatcher.handle(d.type, d.values, d.role))
-        if read_only:
+        if fresh:
             return
-        self.answered_seq = d.seq
-        self.answered_crc[:] = frame[crc_at : crc_at + m.CRC_SIZE]
-        self.answer_len = len(wire)
-        self.answer_cache[: self.answer_len] = wire
+        self.answered_seq[slot] = d.seq
+        self.answered_crc[slot][:] = frame[crc_at : crc_at + m.CRC_SIZE]
+        self.answer_len[slot] = len(wire)
+        self.answer_cache[slot][: len(wire)] = wire
 
     def refuse(self, d):
         """Answer and log a request the guard refused. The log names the role only if the
         tag proved it: an unauthenticated frame cannot write a role into the audit trail."""
         g = self.guard
-        self.reply(d.seq, *self.dispatcher.error(
-            g.code, d.type, g.reason, d.role if g.verified else 0, logged=True))
+        self.reply(d.seq, *self.dispatcher.denied(
+            g.code, d.type, g.reason, d.role if g.verified else 0))
 
     def reply(self, seq, mtype, values):
         wire = self.encoder.encode(mtype, seq, values)

@@ -5,7 +5,8 @@
     --rig ADDR   the rig controller (default: the simulator's own rig)
 
 Mark a test with @pytest.mark.rig("time_control", ...) for the rig capabilities it needs; on a
-rig without them it is skipped with the reason.
+rig without them it is skipped with the reason. A test that needs a rig fails when there is
+none (--pump without --rig): a HIL run must not pass by skipping.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def pump(pump_url: str, pump_keys: dict[str, bytes]) -> Iterator[PumpClient]:
 def rig(request: pytest.FixtureRequest, sim: SimProcess | None) -> Iterator[Rig]:
     address = request.config.getoption("--rig") or (sim.control if sim else None)
     if address is None:
-        pytest.skip("needs a rig: --pump was given without --rig")
+        pytest.fail("this test needs a rig: with --pump, give --rig ADDR (hil/RIG.md)")
     r = SimRig(address)
     marker = request.node.get_closest_marker("rig")
     missing = set(marker.args if marker else ()) - r.capabilities

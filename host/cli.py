@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     except errors.PumpError as e:
         if args.json:
             print(json.dumps({"error": {"type": type(e).__name__, "message": str(e)}}))
-        err.print(f"[red]pumpctl: {e}[/]", soft_wrap=True)
+        err.print(f"pumpctl: {e}", style="red", markup=False, soft_wrap=True)
         return e.exit_code
     except KeyboardInterrupt:
         return 130

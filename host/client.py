@@ -174,7 +174,8 @@ class PumpClient:
             try:
                 return self._exchange(mtype, fields, signed=True)
             except errors.NoSession:
-                self._signer = None  # the pump rebooted or reused the slot: new session
+                # The pump lost the session (a reboot) before the request: it did not run.
+                self._signer = None
                 return self._exchange(mtype, fields, signed=True)
 
     def _session(self) -> host_codec.Signer:
@@ -203,6 +204,15 @@ class PumpClient:
             self._write(wire)
             got = self._await(seq)
             if isinstance(got, Message):
+                if attempt and got.type == m.ERROR and got["code"] == m.ERR_NO_SESSION and (
+                    mtype not in m.READ_ONLY
+                ):
+                    # An earlier attempt may have run before the pump rebooted and forgot
+                    # the session: sending it again could run the command twice.
+                    raise errors.OutcomeUnknown(
+                        f"{self.url}: the pump rebooted during {host_codec.MESSAGE_NAMES[mtype]}"
+                        "; whether it took effect is unknown: check status and the log"
+                    )
                 return self._check(mtype, got)
             garbled = got or garbled
         if garbled is not None:

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             say.print(f"[green]flashed {len(plan)} files to {port}; the pump firmware is "
                       "starting[/]")
     except errors.PumpError as e:
-        say.print(f"[red]deploy: {e}[/]", soft_wrap=True)
+        say.print(f"deploy: {e}", style="red", markup=False, soft_wrap=True)
         return e.exit_code
     return 0
 

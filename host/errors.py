@@ -38,6 +38,11 @@ class GarbledResponse(LinkError):
     """Bytes came back that are not valid intrapump frames."""
 
 
+class OutcomeUnknown(LinkError):
+    """A command was sent, its answer lost, and the pump rebooted: it may or may not have
+    run. Nothing is resent; check status and the event log."""
+
+
 class UnexpectedResponse(LinkError):
     """A valid frame of the wrong type answered the request."""
 

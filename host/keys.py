@@ -36,7 +36,8 @@ def generate() -> dict[str, bytes]:
 
 def write(path: Path, keys: dict[str, bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # readable by owner only
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # readable by the owner only, an existing file's mode or not
     with os.fdopen(fd, "w") as f:
         json.dump({role: key.hex() for role, key in keys.items()}, f, indent=2)
         f.write("\n")

@@ -125,7 +125,7 @@ MESSAGES = (
         ("reservoir_nl", "I", 0, 0xFFFFFFFF, None, "nL left"),
         ("uptime_s", "I", 0, 0xFFFFFFFF, None, "s"),
         ("clock_s", "I", 0, 0xFFFFFFFF, None, "pump clock, s since 1970 (UTC)"),
-        ("frame_errors", "H", 0, 0xFFFF, None, "bad frames received since boot"),
+        ("frame_errors", "H", 0, 0xFFFF, None, "unreadable frames since boot (line noise)"),
     ), "Mode, program in force, delivered totals, reservoir, uptime, clock, link errors."),
     (0x03, "SET_CONTINUOUS", "req", (
         ("daily_dose_ng", "I", 1000, 20000000, None, "ng/day (1 to 20000 mcg/day)"),
@@ -251,7 +251,10 @@ ACCESS = {
 
 # Requests that only read: always answered afresh. Every other request changes the pump, and
 # a repeat of it (same sequence number and CRC as the last one) is answered from the cache.
-READ_ONLY = (GET_INFO, GET_STATUS, CHALLENGE, GET_COUNTERS, READ_LOG)
+READ_ONLY = (GET_INFO, GET_STATUS, GET_COUNTERS, READ_LOG)
+# Never answered from the cache: the reads, and CHALLENGE (each opens its own session; a
+# cached one would hand two hosts that drew the same sequence number the same session).
+ANSWERED_AFRESH = READ_ONLY + (CHALLENGE,)
 
 ERR_OVERSIZE = 1
 ERR_TRUNCATED = 2

@@ -51,7 +51,7 @@ def access_text(mtype: int) -> str:
 
 
 def render() -> str:
-    reads = ", ".join(next(r[1] for r in m.MESSAGES if r[0] == t) for t in m.READ_ONLY)
+    reads = ", ".join(next(r[1] for r in m.MESSAGES if r[0] == t) for t in m.ANSWERED_AFRESH)
     head = f"""\
 # The intrapump wire protocol, version {m.VERSION}
 
@@ -79,7 +79,7 @@ counter u32, tag ({m.TAG_SIZE} bytes) |
 A request of type T is answered by type T | 0x80 with the same sequence number, or
 by ERROR. A command (anything not read-only) repeated with the same sequence number
 and CRC as the last one is answered from a cache, not run again: a host retries a
-lost exchange safely. Read-only requests ({reads}) always run. Events (types 0xC0 and up)
+lost exchange safely, per session. These always run afresh: {reads}. Events (types 0xC0 and up)
 come unasked, with sequence number 0.
 
 ## Authentication

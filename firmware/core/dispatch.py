@@ -4,6 +4,7 @@ from firmware.core.pump import Refused
 from protocol import messages as m
 
 _N_ERRORS = len(m.ERRORS)
+UNPROVEN_LOG_S = 60
 
 
 class Dispatcher:
@@ -17,7 +18,8 @@ class Dispatcher:
         self.board_id, self.fw_version = identity
         self.guard = guard
         self.random_bytes = random_bytes
-        self.frame_errors = 0
+        self.frame_errors = 0  # frames the codec could not read or accept
+        self._last_unproven = -UNPROVEN_LOG_S  # clock of the last unproven refusal logged
         # Refusals of frames and of who sent them, by error code (issue counters).
         self.error_counts = [0] * (_N_ERRORS + 1)
         self.repl_requested = False
@@ -46,7 +48,8 @@ class Dispatcher:
             return mtype | 0x80, self._handlers[mtype](values)
         except Refused as e:
             self.count(e.code)
-            self.record(m.EV_REFUSED, e.code, mtype)
+            if mtype not in m.READ_ONLY:  # a read refused changes nothing worth a record
+                self.record(m.EV_REFUSED, e.code, mtype)
             return m.ERROR, (e.code, mtype, e.reason)
         except Exception as e:  # a firmware bug must not stop delivery: report it, go on
             self.count(m.ERR_INTERNAL)
@@ -57,12 +60,21 @@ class Dispatcher:
         if 0 < code <= _N_ERRORS:
             self.error_counts[code] = (self.error_counts[code] + 1) & 0xFFFF
 
-    def error(self, code, request_type, reason, role=0, logged=False):
-        """Answer a frame refused by the codec or the guard, and count it. Refusals of who
-        sent a request are also logged; unreadable frames (line noise) only counted."""
+    def error(self, code, request_type, reason):
+        """Answer a frame the codec refused (line noise, a broken host): counted only."""
         self.frame_errors = (self.frame_errors + 1) & 0xFFFF
         self.count(code)
-        if logged:
+        return m.ERROR, (code, request_type, reason)
+
+    def denied(self, code, request_type, reason, role):
+        """Answer a request the guard refused, count it and log it. role is 0 unless the tag
+        proved who sent it; unproven refusals (anyone can send them) are logged at most once
+        a minute, so that a flood of them cannot push real events out of the log."""
+        self.count(code)
+        now = self.pump.clock_s()
+        if role or now - self._last_unproven >= UNPROVEN_LOG_S or now < self._last_unproven:
+            if not role:
+                self._last_unproven = now
             self.role = role
             self.record(m.EV_REFUSED, code, request_type)
         return m.ERROR, (code, request_type, reason)

@@ -11,6 +11,7 @@ class Guard:
         self.keys = keys
         self.nonces = [b""] * m.SESSIONS  # b"": the slot has no session
         self.counters = [0] * m.SESSIONS
+        self.roles = [0] * m.SESSIONS  # bound by a session's first accepted request
         self.last_used = [0] * m.SESSIONS
         self._uses = 0
         self.code = 0  # the last refusal: its error code and reason
@@ -25,6 +26,7 @@ class Guard:
                 slot = i
         self.nonces[slot] = bytes(nonce)
         self.counters[slot] = 0
+        self.roles[slot] = 0
         self._touch(slot)
         return slot
 
@@ -51,6 +53,10 @@ class Guard:
         if not auth.equal(tag, mv[d.tag_at : d.tag_at + m.TAG_SIZE]):
             return self._no(m.ERR_BAD_TAG, "tag does not match (key, session or frame)")
         self.verified = True
+        bound = self.roles[d.session]
+        if bound and bound != d.role:  # one role per session: no burning another's counter
+            return self._no(m.ERR_WRONG_ROLE, "session %d belongs to %s" % (
+                d.session, m.ROLE_NAMES[bound]))
         if need != m.OPEN and not need & (1 << d.role):
             return self._no(m.ERR_WRONG_ROLE, "%s may not send this" % m.ROLE_NAMES[d.role])
         return 0
@@ -63,6 +69,7 @@ class Guard:
             return self._no(m.ERR_REPLAY, "counter %d, last %d" % (
                 d.counter, self.counters[d.session]))
         self.counters[d.session] = d.counter
+        self.roles[d.session] = d.role
         self._touch(d.session)
         return 0
 

@@ -233,9 +233,7 @@ def test_access_table():
         assert mtype in m.ACCESS, "0x%02x has no ACCESS entry (would default)" % mtype
         need = m.ACCESS[mtype]
         assert need & ~m.ANY_ROLE == 0, "0x%02x: bits of no role 0x%x" % (mtype, need)
-        # Only reads may be open: whatever changes the pump needs a role.
-        if need == m.OPEN:
-            assert mtype in m.READ_ONLY, "0x%02x is open to all but not read-only" % mtype
+        # Only identity and the challenge are open: whatever else needs a role.
     for mtype in MAY:
         want = m.OPEN
         if MAY[mtype] is not None:
@@ -401,12 +399,16 @@ def test_counter_must_rise():
             assert g.counters[0] == counter, "counter taken"
 
 
-def test_counter_is_per_session_not_per_role():
+def test_a_session_belongs_to_the_role_that_first_used_it():
     g = _guard(1)
-    _is(_use(g, _sign(m.GET_STATUS, 0, PATIENT, 10)), 0, "patient 10")
-    _is(_use(g, _sign(m.GET_STATUS, 0, CLINICIAN, 10)), m.ERR_REPLAY, "clinician 10, same session")
-    _is(_use(g, _sign(m.STOP, 0, CLINICIAN, 11)), 0, "clinician 11")
-    _is(_use(g, _sign(m.GET_INFO, 0, SERVICE, 11)), m.ERR_REPLAY, "signed open request counts")
+    _is(_use(g, _sign(m.GET_STATUS, 0, CLINICIAN, 10)), 0, "clinician 10: binds session 0")
+    # Another role holding its own key cannot use (or burn the counter of) that session.
+    _is(_use(g, _sign(m.GET_STATUS, 0, PATIENT, 0xFFFFFFF0)), m.ERR_WRONG_ROLE, "patient")
+    assert g.counters[0] == 10, "counter untouched: %d" % g.counters[0]
+    _is(_use(g, _sign(m.STOP, 0, CLINICIAN, 11)), 0, "clinician 11 goes on")
+    _is(_use(g, _sign(m.GET_INFO, 0, CLINICIAN, 11)), m.ERR_REPLAY, "signed open request counts")
+    slot = g.open(NONCES[1])  # a new session (another slot) is anyone's
+    _is(_use(g, _sign(m.GET_STATUS, slot, PATIENT, 1)), 0, "patient in a fresh session")
 
 
 def test_sessions_count_independently():
@@ -419,10 +421,12 @@ def test_sessions_count_independently():
     assert g.counters == [100, 2, 1, 1], "counters %r" % (g.counters,)
     # The same counter in another session is another frame: a replay across sessions meets
     # another nonce instead.
-    fr = _sign(m.SET_CONTINUOUS, 2, CLINICIAN, 50)
+    _is(_use(g, _sign(m.SET_CONTINUOUS, 2, CLINICIAN, 50)), m.ERR_WRONG_ROLE,
+        "session 2 is the patient's")
+    fr = _sign(m.GET_STATUS, 2, PATIENT, 50)
     _is(_use(g, fr), 0, "session 2 at 50")
     relabelled = bytearray(fr)
-    relabelled[m.HEADER_SIZE + len(PAYLOADS[m.SET_CONTINUOUS])] = 3  # session byte -> 3
+    relabelled[m.HEADER_SIZE + len(PAYLOADS[m.GET_STATUS])] = 3  # session byte -> 3
     _is(_use(g, _crc(bytes(relabelled[: -m.CRC_SIZE]))), m.ERR_BAD_TAG, "replayed in 3")
 
 

@@ -271,11 +271,13 @@ COMMANDS = [r[0] for r in REQUESTS if r[0] not in m.READ_ONLY]
 
 def pump_state(p: Pump, d: Dispatcher) -> tuple:
     """Everything the pump holds, and what the dispatcher holds that is not bookkeeping
-    (counters of refusals, the log, the role of the last request)."""
+    (counters of refusals, the log and when it last took an unproven refusal, the role of the
+    last request)."""
     mine = {k: v for k, v in vars(p).items() if k != "infusion"}
     ours = {k: v for k, v in vars(d).items()
             if k not in ("pump", "log", "role", "guard", "random_bytes", "frame_errors",
-                         "error_counts", "_handlers", "board_id", "fw_version")}
+                         "error_counts", "_handlers", "board_id", "fw_version",
+                         "_last_unproven")}
     return (sorted(mine.items()), sorted(vars(p.infusion).items()), sorted(ours.items()))
 
 
@@ -425,13 +427,23 @@ def mutate(rnd: random.Random, frames: list[bytes], signed: list[bytes],
 
 class Model:
     """What the pump should answer, from the protocol's documents alone: the access table,
-    the tag by the standard library's HMAC, counters that must rise, the retry cache."""
+    the tag by the standard library's HMAC, one role per session, counters that must rise,
+    a retry cache per session (and one for unsigned requests)."""
+
+    UNSIGNED = m.SESSIONS  # the cache slot of unsigned requests
 
     def __init__(self, n_open: int):
         self.nonces = {s: NONCES[s] for s in range(n_open)}
         self.counters = dict.fromkeys(range(m.SESSIONS), 0)
-        self.answered: tuple[int, bytes] | None = None  # (seq, CRC) of the last command
-        self.cached = b""  # its answer
+        self.roles = dict.fromkeys(range(m.SESSIONS), 0)  # bound by the first accepted
+        # per cache slot: (seq, CRC) of its last command, and that command's answer
+        self.answered: dict[int, tuple[int, bytes]] = {}
+        self.cached: dict[int, bytes] = {}
+
+    def slot(self, frame: bytes) -> int:
+        if not frame[2] & m.FLAG_AUTH:
+            return self.UNSIGNED
+        return frame[len(frame) - 4 - m.AUTH_SIZE]
 
     def admit(self, frame: bytes, mtype: int) -> int:
         need = m.ACCESS.get(mtype, m.ANY_ROLE)
@@ -446,6 +458,8 @@ class Model:
         at = n - m.CRC_SIZE - m.TAG_SIZE
         if ref_tag(KEYS[role], self.nonces[session], frame[:at]) != frame[at : n - m.CRC_SIZE]:
             return m.ERR_BAD_TAG
+        if self.roles[session] and self.roles[session] != role:
+            return m.ERR_WRONG_ROLE
         if need != m.OPEN and not need & (1 << role):
             return m.ERR_WRONG_ROLE
         return 0
@@ -453,10 +467,11 @@ class Model:
     def advance(self, frame: bytes) -> int:
         if not frame[2] & m.FLAG_AUTH:
             return 0
-        session, _role, counter = struct.unpack_from("<BBI", frame, len(frame) - 4 - m.AUTH_SIZE)
+        session, role, counter = struct.unpack_from("<BBI", frame, len(frame) - 4 - m.AUTH_SIZE)
         if counter <= self.counters[session]:
             return m.ERR_REPLAY
         self.counters[session] = counter
+        self.roles[session] = role
         return 0
 
     def predict(self, frame: bytes) -> tuple[str, Any]:
@@ -468,8 +483,11 @@ class Model:
         code = self.admit(frame, d.type)
         if code:
             return "guard", code
-        if d.type not in m.READ_ONLY and self.answered == (d.seq, frame[-m.CRC_SIZE:]):
-            return "cached", self.cached
+        slot = self.slot(frame)
+        if d.type not in m.ANSWERED_AFRESH and self.answered.get(slot) == (
+            d.seq, frame[-m.CRC_SIZE:]
+        ):
+            return "cached", self.cached[slot]
         code = self.advance(frame)
         if code:
             return "guard", code
@@ -603,9 +621,11 @@ class Checker:
         if rtype == m.CHALLENGE_OK:  # the model learns the new session
             model.nonces[values[0]] = bytes(values[1])
             model.counters[values[0]] = 0
-        if d.type not in m.READ_ONLY:
-            model.answered = (d.seq, frame[-m.CRC_SIZE:])
-            model.cached = reply
+            model.roles[values[0]] = 0
+        if d.type not in m.ANSWERED_AFRESH:
+            slot = model.slot(frame)
+            model.answered[slot] = (d.seq, frame[-m.CRC_SIZE:])
+            model.cached[slot] = reply
         if after != before:
             # Only an authenticated command (the model checked its tag) changes the pump.
             assert d.auth and d.type in COMMANDS, f"state changed by {frame.hex()}"
@@ -693,7 +713,8 @@ def test_refusal_log_names_only_authenticated_roles(firmware_loop: Any) -> None:
     """A refused frame is logged with the role that sent it only if that role is proven
     (WRONG_ROLE, REPLAY: the tag matched); a frame whose tag was not checked or did not match
     (NO_SESSION, NO_KEY, BAD_TAG) proves nothing, and must not put a role in the log, nor
-    one outside the LOG_ENTRY range 0..3."""
+    one outside the LOG_ENTRY range 0..3. Unproven refusals, which anyone can send, are
+    logged at most once a minute (they are all counted): the first is, the next two not."""
     loop = new_loop(firmware_loop, b"", random.Random(1))
     slot = loop.guard.open(NONCES[0])
     clin = m.ROLE_CLINICIAN
@@ -730,7 +751,7 @@ def test_refusal_log_names_only_authenticated_roles(firmware_loop: Any) -> None:
         entry = dict(zip([f[0] for f in find(m.LOG_ENTRY)[3]], values, strict=True))
         if entry["event"] == m.EV_REFUSED:
             got.append((entry["a"], entry["role"], "ok"))
-    want = [(code, role, "ok") for _, code, role in frames]
+    want = [(m.ERR_BAD_TAG, 0, "ok"), (m.ERR_WRONG_ROLE, m.ROLE_PATIENT, "ok")]
     assert got == want, "refusals logged as (code, role):\n" + "\n".join(
         f"  {hc.ERROR_NAMES[w[0]]}: logged {g[1:]}, want {w[1:]}" for g, w in zip(
             got, want, strict=False) if g != w)

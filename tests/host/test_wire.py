@@ -114,7 +114,9 @@ def test_bad_frame_gets_typed_error_and_link_goes_on(
     assert_error(wire.reply(), code, seq)
     status = wire.ask("GET_STATUS", 20)
     assert status.type == m.STATUS and status.seq == 20
-    assert status["frame_errors"] == 1
+    # frame_errors counts what the codec could not read; the guard's refusals are counted
+    # by GET_COUNTERS.
+    assert status["frame_errors"] == (0 if code in (m.ERR_AUTH_REQUIRED, m.ERR_NO_SESSION) else 1)
     assert status["mode"] == "stopped"  # nothing bad changed the therapy
 
 
