@@ -34,6 +34,7 @@ class Loop:
         # The answer to the last command of each session (and of unsigned requests, in the
         # last slot), kept so that a host retrying it (same sequence number and CRC) gets the
         # answer again instead of having the command run twice, whoever spoke in between.
+        self.faults = 0  # turns of the loop that raised
         slots = m.SESSIONS + 1
         self.answered_seq = [-1] * slots
         self.answered_crc = [bytearray(m.CRC_SIZE) for _ in range(slots)]
@@ -41,9 +42,15 @@ class Loop:
         self.answer_len = [0] * slots
 
     def run(self):
-        """Deliver and answer until a host asks for the REPL (only possible when stopped)."""
+        """Deliver and answer until a host asks for the REPL (only possible when stopped).
+        A fault in one turn (a bug, MemoryError) is logged and the loop goes on: leaving it
+        would stop delivery."""
         while not self.dispatcher.repl_requested:
-            self.once()
+            try:
+                self.once()
+            except Exception:  # a reset is not an Exception: it still goes through
+                self.faults += 1
+                self.dispatcher.record(m.EV_FAULT, self.faults)
         self.board.link.close()
 
     def once(self):

@@ -68,6 +68,7 @@ ENUMS = {
         (6, "repl"),  # the link handed to the REPL
         (7, "delivery_gap"),  # a: steps skipped because the loop fell behind
         (8, "reservoir_empty"),  # the program took the last step the reservoir held
+        (9, "fault"),  # a turn of the loop raised (a firmware bug); a: faults since boot
     ),
     "stop_reason": (
         (1, "clinician_decision"),
@@ -161,7 +162,7 @@ MESSAGES = (
         ("oldest", "I", 0, 0xFFFFFFFF, None, "number of the oldest event still held"),
         ("total", "I", 0, 0xFFFFFFFF, None, "events logged so far (next number)"),
         ("time_s", "I", 0, 0xFFFFFFFF, None, "pump clock, s since 1970"),
-        ("event", "B", 1, 8, "event", ""),
+        ("event", "B", 1, 9, "event", ""),
         ("role", "B", 0, 3, None, "who caused it (0: the pump itself)"),
         ("a", "i", -0x80000000, 0x7FFFFFFF, None, "first detail (see the event)"),
         ("b", "i", -0x80000000, 0x7FFFFFFF, None, "second detail"),
@@ -228,6 +229,7 @@ EV_CLOCK_SET = 5
 EV_REPL = 6
 EV_DELIVERY_GAP = 7
 EV_RESERVOIR_EMPTY = 8
+EV_FAULT = 9
 ERROR = 0xFF
 
 # Who may send each request: a bit per role (1 << role); OPEN needs no authentication.

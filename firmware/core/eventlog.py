@@ -1,5 +1,5 @@
 # The event log: every change, refusal and reset, in a fixed ring of preallocated records
-# (the oldest is dropped first). Writing packs into the ring: it never allocates.
+# (the oldest is dropped first). Records are packed into the ring, which never grows.
 
 import struct
 

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 Sink = Callable[[bytes], None]
+RX_LIMIT = 64 * 1024
 
 
 class _In:
@@ -56,6 +57,7 @@ class VirtualLink:
         self.stdin = _Stream(_In(self))
         self.stdout = _Stream(_Out(self))
         self.bytes_in = 0
+        self.rx_dropped = 0
         self.bytes_out = 0
 
     # -- the outside ----------------------------------------------------------------------
@@ -73,8 +75,13 @@ class VirtualLink:
                 self._talker = None
 
     def receive(self, sink_id: int, data: bytes) -> None:
-        """Bytes from a client towards the firmware."""
+        """Bytes from a client towards the firmware. Past RX_LIMIT waiting bytes the rest is
+        dropped, as a UART or USB buffer would."""
         with self.cond:
+            room = RX_LIMIT - len(self.rx)
+            if room < len(data):
+                self.rx_dropped += len(data) - max(room, 0)
+                data = data[: max(room, 0)]
             self.rx += data
             self.bytes_in += len(data)
             self._talker = sink_id

@@ -66,8 +66,10 @@ class TcpPort:
 
     def _serve(self, conn: socket.socket) -> None:
         def write(data: bytes) -> None:
+            # Called on the firmware's thread: never block it. A client that does not read
+            # loses output, as a USB CDC host that stops reading does.
             try:
-                conn.sendall(data)
+                conn.send(data, socket.MSG_DONTWAIT)
             except OSError:
                 pass
 

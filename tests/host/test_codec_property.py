@@ -792,3 +792,21 @@ def test_no_input_stream_keeps_the_loop_from_delivery(firmware_loop: Any) -> Non
     assert loop.read_input() and loop.board.link.at == 3
     loop = new_loop(firmware_loop, b"\x11" * 10_000, random.Random(1))  # no delimiter at all
     assert loop.read_input() and loop.board.link.at == m.MAX_FRAME
+
+
+def test_a_fault_in_the_loop_is_logged_and_delivery_goes_on(firmware_loop: Any) -> None:
+    loop = new_loop(firmware_loop, b"", random.Random(1))
+    turns = []
+
+    def once() -> None:
+        turns.append(1)
+        if len(turns) == 1:
+            raise MemoryError("the heap ran out")
+        loop.dispatcher.repl_requested = True  # end the test's run() after the next turn
+
+    loop.once = once
+    loop.board.link.close = lambda: None
+    loop.run()
+    assert len(turns) == 2, "the loop went on after the fault"
+    log = loop.dispatcher.log
+    assert log.get(log.total - 1)[1:4] == (m.EV_FAULT, 0, 1)
