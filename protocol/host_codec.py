@@ -92,14 +92,14 @@ Frame = cs.Struct(
         )
     ),
     "crc" / cs.Checksum(cs.Int32ul, binascii.crc32, cs.this.body.data),
-)
+).compile()  # construct generates and caches Python code for it: several times faster
 
 
 # The CRC alone, checked before anything in the frame is trusted.
 Checked = cs.Struct(
     "body" / cs.Bytes(cs.this._params.size - m.CRC_SIZE),
     "crc" / cs.Checksum(cs.Int32ul, binascii.crc32, cs.this.body),
-)
+).compile()
 
 
 class DecodeError(Exception):
