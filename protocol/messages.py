@@ -106,6 +106,25 @@ ERRORS = (
 # Message: (type, name, kind, fields, doc); kind: "req" (host -> pump), "resp" (pump -> host),
 # "event" (pump -> host, unsolicited, sequence number 0, types 0xC0 and up).
 # A request of type T is answered by type T | 0x80, or by ERROR.
+STATUS_FIELDS = (
+    ("mode", "B", 0, 1, "mode", ""),
+    ("daily_dose_ng", "I", 0, 0xFFFFFFFF, None, "ng/day"),
+    ("concentration", "H", 0, 0xFFFF, None, "mcg/mL"),
+    ("rate_nl_day", "I", 0, 0xFFFFFFFF, None, "nL/day (rounded, for display)"),
+    ("delivered_nl", "I", 0, 0xFFFFFFFF, None, "nL since boot"),
+    ("delivered_ng", "I", 0, 0xFFFFFFFF, None, "ng since boot"),
+    ("reservoir_nl", "I", 0, 0xFFFFFFFF, None, "nL left"),
+    ("uptime_s", "I", 0, 0xFFFFFFFF, None, "s"),
+    ("clock_s", "I", 0, 0xFFFFFFFF, None, "pump clock, s since 1970 (UTC)"),
+    ("frame_errors", "H", 0, 0xFFFF, None, "unreadable frames since boot (line noise)"),
+)
+# A TELEMETRY event carries these STATUS fields, in this order.
+TELEMETRY_FIELDS = tuple(
+    f for f in STATUS_FIELDS
+    if f[0] in ("mode", "rate_nl_day", "delivered_nl", "delivered_ng", "reservoir_nl",
+                "clock_s")
+)
+
 MESSAGES = (
     (0x01, "GET_INFO", "req", (), "Identity and capabilities of the pump."),
     (0x81, "INFO", "resp", (
@@ -116,18 +135,8 @@ MESSAGES = (
         ("fw_version", "str", 0, 24, None, ""),
     ), "Identity: protocol and firmware version, board id, reservoir size, step volume."),
     (0x02, "GET_STATUS", "req", (), "Current state of delivery."),
-    (0x82, "STATUS", "resp", (
-        ("mode", "B", 0, 1, "mode", ""),
-        ("daily_dose_ng", "I", 0, 0xFFFFFFFF, None, "ng/day"),
-        ("concentration", "H", 0, 0xFFFF, None, "mcg/mL"),
-        ("rate_nl_day", "I", 0, 0xFFFFFFFF, None, "nL/day (rounded, for display)"),
-        ("delivered_nl", "I", 0, 0xFFFFFFFF, None, "nL since boot"),
-        ("delivered_ng", "I", 0, 0xFFFFFFFF, None, "ng since boot"),
-        ("reservoir_nl", "I", 0, 0xFFFFFFFF, None, "nL left"),
-        ("uptime_s", "I", 0, 0xFFFFFFFF, None, "s"),
-        ("clock_s", "I", 0, 0xFFFFFFFF, None, "pump clock, s since 1970 (UTC)"),
-        ("frame_errors", "H", 0, 0xFFFF, None, "unreadable frames since boot (line noise)"),
-    ), "Mode, program in force, delivered totals, reservoir, uptime, clock, link errors."),
+    (0x82, "STATUS", "resp", STATUS_FIELDS,
+     "Mode, program in force, delivered totals, reservoir, uptime, clock, link errors."),
     (0x03, "SET_CONTINUOUS", "req", (
         ("daily_dose_ng", "I", 1000, 20000000, None, "ng/day (1 to 20000 mcg/day)"),
         ("concentration", "H", 1, 2000, None, "mcg/mL"),
@@ -179,14 +188,8 @@ MESSAGES = (
     (0x8A, "TELEMETRY_OK", "resp", (
         ("period_s", "H", 0, 3600, None, "s"),
     ), "The telemetry period now in force."),
-    (0xC0, "TELEMETRY", "event", (
-        ("mode", "B", 0, 1, "mode", ""),
-        ("rate_nl_day", "I", 0, 0xFFFFFFFF, None, "nL/day"),
-        ("delivered_nl", "I", 0, 0xFFFFFFFF, None, "nL since boot"),
-        ("delivered_ng", "I", 0, 0xFFFFFFFF, None, "ng since boot"),
-        ("reservoir_nl", "I", 0, 0xFFFFFFFF, None, "nL left"),
-        ("clock_s", "I", 0, 0xFFFFFFFF, None, "pump clock, s since 1970"),
-    ), "Unsolicited, every SET_TELEMETRY period: delivery as it goes."),
+    (0xC0, "TELEMETRY", "event", TELEMETRY_FIELDS,
+     "Unsolicited, every SET_TELEMETRY period: delivery as it goes."),
     (0x05, "ENTER_REPL", "req", (
         ("confirm", "I", 0, 0xFFFFFFFF, None, "must equal REPL_CONFIRM"),
     ), "Leave the binary protocol for the MicroPython REPL (to re-flash). Only when stopped."),

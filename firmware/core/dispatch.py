@@ -4,6 +4,8 @@ from firmware.core.pump import Refused
 from protocol import messages as m
 
 _N_ERRORS = len(m.ERRORS)
+# Where each TELEMETRY field sits in STATUS: an event is a subset of a status answer.
+_TELEMETRY_AT = tuple(m.STATUS_FIELDS.index(f) for f in m.TELEMETRY_FIELDS)
 UNPROVEN_LOG_S = 60
 
 
@@ -116,9 +118,8 @@ class Dispatcher:
 
     def telemetry(self):
         """The values of a TELEMETRY event."""
-        p = self.pump
-        return (p.mode, p.rate_nl_day(), p.delivered_nl() & 0xFFFFFFFF,
-                p.delivered_ng() & 0xFFFFFFFF, p.volume_nl, p.clock_s())
+        status = self._status(())
+        return tuple(status[i] for i in _TELEMETRY_AT)
 
     def _set_telemetry(self, values):
         self.telemetry_ms = values[0] * 1000
