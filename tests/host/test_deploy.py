@@ -52,3 +52,10 @@ def test_keys_are_provisioned_with_the_firmware(
     assert deploy.main(["--dry-run", "--json", "--keys", str(keyfile)]) == 0
     files = {f["path"] for f in json.loads(capsys.readouterr().out)["files"]}
     assert "keys.json" in files
+
+
+def test_the_flashed_firmware_names_its_commit(tmp_path: Path) -> None:
+    plan = dict((dest, local) for local, dest in deploy.build(tmp_path))
+    stamped = (tmp_path / "stamped" / "version.py").read_text()
+    assert f"BUILD = {deploy.build_id()!r}" in stamped and 'BUILD = "dev"' not in stamped
+    assert plan["firmware/version.mpy"].stat().st_size > 0
