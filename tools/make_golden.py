@@ -284,23 +284,28 @@ VALID = [
 ]
 
 
+def vector(name, msg, seq, fields, fr, **extra):
+    """One vector's record: what it is, its frame and its wire bytes."""
+    r = row(msg)
+    w = wire(fr)
+    assert cobs.decode(w[:-1]) == fr, name
+    return {
+        "name": name,
+        "type": r[0],
+        "message": msg,
+        "kind": r[2],
+        "seq": seq,
+        "fields": jsonable(msg, fields),
+        **extra,
+        "frame": fr.hex(),
+        "wire": w.hex(),
+    }
+
+
 def valid_vectors():
     out = []
     for name, msg, seq, fields in VALID:
-        r = row(msg)
-        fr = frame(r[0], seq, payload(msg, fields))
-        w = wire(fr)
-        assert cobs.decode(w[:-1]) == fr, name
-        out.append({
-            "name": name,
-            "type": r[0],
-            "message": msg,
-            "kind": r[2],
-            "seq": seq,
-            "fields": jsonable(msg, fields),
-            "frame": fr.hex(),
-            "wire": w.hex(),
-        })
+        out.append(vector(name, msg, seq, fields, frame(row(msg)[0], seq, payload(msg, fields))))
     covered = {v["type"] for v in out}
     missing = [r[1] for r in m.MESSAGES if r[0] not in covered]
     assert not missing, f"no golden vector for {missing}"
@@ -347,19 +352,8 @@ def signed_vectors():
         role = ROLES[role_name]
         key, nonce = KEYS[role], nonces[session]
         fr = signed_frame(r[0], seq, payload(msg, fields), session, role, counter, key, nonce)
-        w = wire(fr)
-        assert cobs.decode(w[:-1]) == fr, name
-        out.append({
-            "name": name,
-            "type": r[0],
-            "message": msg,
-            "kind": r[2],
-            "seq": seq,
-            "fields": jsonable(msg, fields),
-            "auth": auth_json(session, role, counter, key, nonce, fr),
-            "frame": fr.hex(),
-            "wire": w.hex(),
-        })
+        out.append(vector(name, msg, seq, fields, fr,
+                          auth=auth_json(session, role, counter, key, nonce, fr)))
     covered = {v["type"] for v in out}
     missing = [r[1] for r in m.MESSAGES if r[2] == "req" and r[0] not in covered]
     assert not missing, f"no signed vector for {missing}"
