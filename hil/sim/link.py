@@ -1,13 +1,18 @@
 """The virtual serial link between the firmware's USB CDC (stdin/stdout) and the outside
-(a pty and TCP clients). Output goes to whoever spoke last, or to every client if none has."""
+(a pty and TCP clients, any number at once). One wire in reality; here each answer goes to
+the client whose request carried its sequence number, and frames with sequence number 0
+(events, errors about unreadable frames) go to every client."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 
+from cobs import cobs
+
 Sink = Callable[[bytes], None]
 RX_LIMIT = 64 * 1024
+OWNERS_KEPT = 1024  # sequence numbers remembered per link
 
 
 class _In:
@@ -52,7 +57,8 @@ class VirtualLink:
         self.cond = cond
         self.rx = bytearray()
         self._sinks: dict[int, Sink] = {}
-        self._talker: int | None = None
+        self._partial: dict[int, bytearray] = {}  # each client's bytes since its last 0x00
+        self._owner: dict[int, int] = {}  # sequence number -> the client that sent it
         self._next_id = 0
         self.stdin = _Stream(_In(self))
         self.stdout = _Stream(_Out(self))
@@ -66,13 +72,13 @@ class VirtualLink:
         with self.cond:
             self._next_id += 1
             self._sinks[self._next_id] = sink
+            self._partial[self._next_id] = bytearray()
             return self._next_id
 
     def detach(self, sink_id: int) -> None:
         with self.cond:
             self._sinks.pop(sink_id, None)
-            if self._talker == sink_id:
-                self._talker = None
+            self._partial.pop(sink_id, None)
 
     def receive(self, sink_id: int, data: bytes) -> None:
         """Bytes from a client towards the firmware. Past RX_LIMIT waiting bytes the rest is
@@ -84,8 +90,23 @@ class VirtualLink:
                 data = data[: max(room, 0)]
             self.rx += data
             self.bytes_in += len(data)
-            self._talker = sink_id
+            self._note_requests(sink_id, data)
             self.cond.notify_all()
+
+    def _note_requests(self, sink_id: int, data: bytes) -> None:
+        """Remember which client sent each sequence number (cond held)."""
+        partial = self._partial.setdefault(sink_id, bytearray())
+        partial += data
+        while (end := partial.find(0)) >= 0:
+            seq = _seq_of(bytes(partial[:end]))
+            del partial[: end + 1]
+            if seq:
+                self._owner.pop(seq, None)
+                self._owner[seq] = sink_id
+                if len(self._owner) > OWNERS_KEPT:
+                    del self._owner[next(iter(self._owner))]
+        if len(partial) > RX_LIMIT:
+            partial.clear()
 
     # -- the firmware ---------------------------------------------------------------------
 
@@ -98,11 +119,22 @@ class VirtualLink:
         return n
 
     def send(self, data: bytes) -> None:
+        """A frame from the firmware (it writes one frame per call)."""
         with self.cond:
             self.bytes_out += len(data)
-            if self._talker in self._sinks:
-                targets = [self._sinks[self._talker]]
+            owner = self._owner.get(_seq_of(data.rstrip(b"\x00")) or -1)
+            if owner in self._sinks:
+                targets = [self._sinks[owner]]
             else:
                 targets = list(self._sinks.values())
         for sink in targets:
             sink(data)
+
+
+def _seq_of(block: bytes) -> int:
+    """The sequence number in a COBS block's header, or 0 if it cannot be read."""
+    try:
+        frame = cobs.decode(block)
+    except cobs.DecodeError:
+        return 0
+    return frame[3] | frame[4] << 8 if len(frame) >= 5 else 0

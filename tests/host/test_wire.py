@@ -262,3 +262,4 @@ def test_telemetry_events_arrive_on_their_period(sim: SimProcess) -> None:
         rig.advance(600_000)
         assert pump.next_event(0.3) is None
     rig.close()
+

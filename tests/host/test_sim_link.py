@@ -1,0 +1,24 @@
+"""The simulator's link with several clients: answers go to whoever asked."""
+
+from __future__ import annotations
+
+import threading
+
+from hil.sim.link import VirtualLink
+from protocol import host_codec as hc
+
+
+def test_each_answer_goes_to_the_client_that_sent_its_sequence_number() -> None:
+    link = VirtualLink(threading.Condition())
+    got: dict[str, list[int]] = {"a": [], "b": []}
+    a = link.attach(lambda data: got["a"].append(hc.decode(data).seq))
+    b = link.attach(lambda data: got["b"].append(hc.decode(data).seq))
+    link.receive(a, hc.encode("GET_INFO", 1001)[:4])  # a frame may arrive in pieces
+    link.receive(b, hc.encode("GET_INFO", 2001))  # b asks while a's request is in flight
+    link.receive(a, hc.encode("GET_INFO", 1001)[4:])
+    link.send(hc.encode("STOPPED", 1001, {"reason": "clinician_decision"}))
+    link.send(hc.encode("STOPPED", 2001, {"reason": "clinician_decision"}))
+    link.send(hc.encode("TELEMETRY", 0, {"mode": "stopped", "rate_nl_day": 0,
+                                         "delivered_nl": 0, "delivered_ng": 0,
+                                         "reservoir_nl": 0, "clock_s": 0}))
+    assert got == {"a": [1001, 0], "b": [2001, 0]}  # events (seq 0) go to everyone
