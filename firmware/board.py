@@ -87,9 +87,15 @@ class Board:
         self.led = machine.Pin(config.PIN_LED, machine.Pin.OUT, value=1)
         self.stepper = Stepper()
         self.link = UartLink() if config.LINK == "uart0" else UsbLink()
+        self._battery = machine.ADC(machine.Pin(config.PIN_BATTERY_ADC))
 
     def unique_id(self):
         return bytes(machine.unique_id())[:8]
+
+    def battery_mv(self):
+        """Battery voltage through the divider on PIN_BATTERY_ADC."""
+        raw = self._battery.read_u16()
+        return raw * 3300 * config.BATTERY_DIVIDER // 65535
 
     def reset_cause(self):
         return machine.reset_cause()

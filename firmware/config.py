@@ -21,6 +21,7 @@ PIN_LED = 25
 # ADC inputs
 PIN_PRESSURE_ADC = 26  # ADC0: downstream pressure sensor
 PIN_BATTERY_ADC = 27  # ADC1: battery voltage through a divider
+BATTERY_DIVIDER = 2  # battery voltage / ADC pin voltage (two equal resistors)
 # UART0, the alternative link to USB CDC
 PIN_UART_TX = 0
 PIN_UART_RX = 1

@@ -15,6 +15,7 @@ from protocol import messages as m
 # and a stopped pump has no step deadline: waking each minute keeps the clock arithmetic
 # right and gives housekeeping a regular turn.
 MAX_WAIT_MS = 60_000
+BATTERY_READ_MS = 60_000  # the battery changes over days: a reading a minute is plenty
 
 
 class Loop:
@@ -27,6 +28,8 @@ class Loop:
             self.pump, (board.unique_id(), version.full()), self.guard, board.random_bytes,
             EventLog(config.EVENT_LOG_SIZE))
         self.dispatcher.record(m.EV_BOOT, board.reset_cause())
+        self.pump.battery_mv = board.battery_mv()
+        self.battery_due = BATTERY_READ_MS
         self.reader = framing.FrameReader()
         self.decoded = codec.Decoded()
         self.encoder = codec.Encoder()
@@ -65,9 +68,15 @@ class Loop:
             self.dispatcher.record(m.EV_DELIVERY_GAP, pump.gap_steps)
         if pump.just_ran_dry:
             self.dispatcher.record(m.EV_RESERVOIR_EMPTY)
+        self.battery_due -= elapsed
+        if self.battery_due <= 0:
+            pump.battery_mv = self.board.battery_mv()
+            self.battery_due = BATTERY_READ_MS
         wait = self.pump.ms_until_next()
         if wait < 0 or wait > MAX_WAIT_MS:
             wait = MAX_WAIT_MS
+        if self.battery_due < wait:
+            wait = self.battery_due
         d = self.dispatcher
         if d.telemetry_ms:
             d.telemetry_due -= elapsed

@@ -22,7 +22,8 @@ from protocol import host_codec as hc
 from protocol import messages as m
 
 DAY_MS = 86_400_000
-STATUS_VALUES = (1, 400_000, 500, 800_000, 123_456, 61_728, 19_876_544, 86_400, 1_798_848_000, 0)
+STATUS_VALUES = (1, 400_000, 500, 800_000, 123_456, 61_728, 19_876_544, 86_400, 1_798_848_000,
+                 1_800_000_000, 3900, 0)
 STATUS_FIELDS: dict[str, object] = dict(
     zip([f[0] for f in codec.LAYOUTS[m.STATUS].fields], STATUS_VALUES, strict=True)
 )

@@ -72,9 +72,11 @@ def _status_table(s: Status, title: str) -> Table:
     t.add_row("daily dose", f"{_fmt(s.daily_dose_mcg)} mcg/day at {s.concentration_mcg_ml} mcg/mL")
     t.add_row("rate", f"{_fmt(s.rate_ul_day)} uL/day")
     t.add_row("delivered", f"{_fmt(s.delivered_ul)} uL = {_fmt(s.delivered_mcg)} mcg")
-    t.add_row("reservoir", f"{_fmt(s.reservoir_ul / 1000)} mL left")
+    dry = f", runs dry {s.dry_at:%Y-%m-%d %H:%M} UTC" if s.dry_at else ""
+    t.add_row("reservoir", f"{_fmt(s.reservoir_ul / 1000)} mL left{dry}")
     t.add_row("pump clock", s.clock.strftime("%Y-%m-%d %H:%M:%S UTC"))
     t.add_row("pump uptime", _duration(s.uptime_s))
+    t.add_row("battery", f"{_fmt(s.battery_v, 2)} V")
     if s.frame_errors:
         t.add_row("link errors", f"[red]{s.frame_errors}[/] bad frames received")
     return t

@@ -54,6 +54,8 @@ class Status:
     reservoir_ul: Decimal
     uptime_s: int
     clock: datetime
+    dry_at: datetime | None  # when the reservoir runs dry at this program; None: not running
+    battery_v: Decimal
     frame_errors: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,7 +83,7 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
             return str(v)
         if isinstance(v, datetime):
             return v.isoformat()
-        return v
+        return v  # None stays null
 
     return {k: one(v) for k, v in d.items()}
 
@@ -317,6 +319,8 @@ class PumpClient:
             reservoir_ul=nl_to_ul(r["reservoir_nl"]),
             uptime_s=r["uptime_s"],
             clock=_utc(r["clock_s"]),
+            dry_at=_utc(r["dry_at_s"]) if r["dry_at_s"] else None,
+            battery_v=Decimal(r["battery_mv"]) / 1000,
             frame_errors=r["frame_errors"],
         )
 

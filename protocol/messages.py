@@ -116,13 +116,16 @@ STATUS_FIELDS = (
     ("reservoir_nl", "I", 0, 0xFFFFFFFF, None, "nL left"),
     ("uptime_s", "I", 0, 0xFFFFFFFF, None, "s"),
     ("clock_s", "I", 0, 0xFFFFFFFF, None, "pump clock, s since 1970 (UTC)"),
+    ("dry_at_s", "I", 0, 0xFFFFFFFF, None,
+     "pump clock when the reservoir runs dry at the program in force; 0: not running"),
+    ("battery_mv", "H", 0, 0xFFFF, None, "battery voltage, mV (read each minute)"),
     ("frame_errors", "H", 0, 0xFFFF, None, "unreadable frames since boot (line noise)"),
 )
 # A TELEMETRY event carries these STATUS fields, in this order.
 TELEMETRY_FIELDS = tuple(
     f for f in STATUS_FIELDS
     if f[0] in ("mode", "rate_nl_day", "delivered_nl", "delivered_ng", "reservoir_nl",
-                "clock_s")
+                "clock_s", "battery_mv")
 )
 
 MESSAGES = (
@@ -136,7 +139,8 @@ MESSAGES = (
     ), "Identity: protocol and firmware version, board id, reservoir size, step volume."),
     (0x02, "GET_STATUS", "req", (), "Current state of delivery."),
     (0x82, "STATUS", "resp", STATUS_FIELDS,
-     "Mode, program in force, delivered totals, reservoir, uptime, clock, link errors."),
+     "Mode, program in force, delivered totals, reservoir and when it runs dry, uptime,"
+     " clock, battery, link errors."),
     (0x03, "SET_CONTINUOUS", "req", (
         ("daily_dose_ng", "I", 1000, 20000000, None, "ng/day (1 to 20000 mcg/day)"),
         ("concentration", "H", 1, 2000, None, "mcg/mL"),

@@ -222,17 +222,21 @@ VALID = [
     ("status_stopped", "STATUS", 1, {"mode": 0, "daily_dose_ng": 0, "concentration": 0,
                                      "rate_nl_day": 0, "delivered_nl": 0, "delivered_ng": 0,
                                      "reservoir_nl": 20_000_000, "uptime_s": 0,
-                                     "clock_s": 0, "frame_errors": 0}),
+                                     "clock_s": 0, "dry_at_s": 0, "battery_mv": 3900,
+                                     "frame_errors": 0}),
     ("status_running", "STATUS", 0x0102, {"mode": 1, "daily_dose_ng": 412_500,
                                           "concentration": 500, "rate_nl_day": 825_000,
                                           "delivered_nl": 7_000_000, "delivered_ng": 3_500_000,
                                           "reservoir_nl": 13_000_000, "uptime_s": 733_000,
-                                          "clock_s": 1_767_225_600, "frame_errors": 3}),
+                                          "clock_s": 1_767_225_600,
+                                          "dry_at_s": 1_768_570_000, "battery_mv": 3650,
+                                          "frame_errors": 3}),
     ("status_max", "STATUS", 0xFFFF, {"mode": 1, "daily_dose_ng": 0xFFFFFFFF,
                                       "concentration": 0xFFFF, "rate_nl_day": 0xFFFFFFFF,
                                       "delivered_nl": 0xFFFFFFFF, "delivered_ng": 0xFFFFFFFF,
                                       "reservoir_nl": 0xFFFFFFFF, "uptime_s": 0xFFFFFFFF,
-                                      "clock_s": 0xFFFFFFFF, "frame_errors": 0xFFFF}),
+                                      "clock_s": 0xFFFFFFFF, "dry_at_s": 0xFFFFFFFF,
+                                      "battery_mv": 0xFFFF, "frame_errors": 0xFFFF}),
     ("set_continuous_ok", "SET_CONTINUOUS_OK", 0x0102,
      {"daily_dose_ng": 400_000, "concentration": 500, "rate_nl_day": 800_000}),
     ("stopped_clinician", "STOPPED", 8, {"reason": 1}),
@@ -270,10 +274,11 @@ VALID = [
     ("telemetry_ok", "TELEMETRY_OK", 27, {"period_s": 3600}),
     ("telemetry_running", "TELEMETRY", 0,
      {"mode": 1, "rate_nl_day": 825_000, "delivered_nl": 7_000_000,
-      "delivered_ng": 3_500_000, "reservoir_nl": 13_000_000, "clock_s": 1_767_225_600}),
+      "delivered_ng": 3_500_000, "reservoir_nl": 13_000_000, "clock_s": 1_767_225_600,
+      "battery_mv": 3650}),
     ("telemetry_stopped", "TELEMETRY", 0,
      {"mode": 0, "rate_nl_day": 0, "delivered_nl": 0, "delivered_ng": 0,
-      "reservoir_nl": 20_000_000, "clock_s": 0}),
+      "reservoir_nl": 20_000_000, "clock_s": 0, "battery_mv": 0}),
     ("error_not_confirmed", "ERROR", 12,
      {"code": 10, "request_type": 4, "reason": "stop needs the confirmation word 0x53544F50"}),
     ("error_bad_crc", "ERROR", 0, {"code": 3, "request_type": 0, "reason": "CRC mismatch"}),
@@ -488,7 +493,7 @@ def bad_vectors():
     status = payload("STATUS", {"mode": 0, "daily_dose_ng": 0, "concentration": 0,
                                 "rate_nl_day": 0, "delivered_nl": 0, "delivered_ng": 0,
                                 "reservoir_nl": 20_000_000, "uptime_s": 0, "clock_s": 0,
-                                "frame_errors": 0})
+                                "dry_at_s": 0, "battery_mv": 3900, "frame_errors": 0})
 
     def sc(dose, conc):
         return struct.pack("<IH", dose, conc)
@@ -644,7 +649,7 @@ def bad_vectors():
     add("set_clock_zero", "OUT_OF_RANGE", frame(t["SET_CLOCK"], SEQ, bytes(4)))
     add("set_telemetry_over_an_hour", "OUT_OF_RANGE",
         frame(t["SET_TELEMETRY"], SEQ, struct.pack("<H", 3601)))
-    add("event_telemetry_as_request", "UNKNOWN_TYPE", frame(t["TELEMETRY"], SEQ, bytes(21)))
+    add("event_telemetry_as_request", "UNKNOWN_TYPE", frame(t["TELEMETRY"], SEQ, bytes(23)))
 
     add("dose_below_min", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(999, 500)))
     add("dose_above_max", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(20_000_001, 500)))

@@ -101,6 +101,8 @@ class Dispatcher:
             p.volume_nl,
             p.uptime_s,
             p.clock_s(),
+            p.dry_at_s() & 0xFFFFFFFF,
+            p.battery_mv,
             self.frame_errors,
         )
 

@@ -23,6 +23,7 @@ class Pump:
         self.max_catch_up = max_catch_up
         self.gap_steps = 0  # steps skipped by the last advance(); the loop logs them
         self.just_ran_dry = False  # the last advance() took the last step: the loop logs it
+        self.battery_mv = 0  # as the shell last read it
         self.step_nl = step_nl
         self.max_rate_nl_day = max_rate_nl_day  # what the mechanism can deliver
         self.reservoir_nl = reservoir_nl  # capacity
@@ -81,14 +82,14 @@ class Pump:
         due = self.infusion.advance(elapsed_ms)
         self.gap_steps = 0
         self.just_ran_dry = False
-        if due == 0:
+        left = self.volume_nl // self.step_nl
+        if due == 0 or left == 0:  # dry: nothing to deliver, so nothing skipped either
             return 0
         if due > self.max_catch_up:
             self.gap_steps = due - self.max_catch_up
             due = self.max_catch_up
-        left = self.volume_nl // self.step_nl
         if due >= left:
-            self.just_ran_dry = left > 0
+            self.just_ran_dry = True
             due = left
         self.delivered_steps += due
         self.volume_nl -= due * self.step_nl
@@ -114,6 +115,17 @@ class Pump:
 
     def clock_s(self):
         return self._clock_base + self.uptime_s
+
+    def dry_at_s(self):
+        """Pump clock when the program in force takes the reservoir's last step; 0 if none
+        runs. (A refill date comes earlier: the low-reservoir margin is issue 5's.)"""
+        steps = self.volume_nl // self.step_nl
+        inf = self.infusion
+        if self.mode == m.MODE_STOPPED or steps == 0 or not inf.divisor:
+            return 0
+        # The next step in inf.wait ms, then one every whole + rem/divisor ms.
+        ms = inf.wait + ((steps - 1) * (inf.whole * inf.divisor + inf.rem)) // inf.divisor
+        return self.clock_s() + ms // 1000
 
     def rate_nl_day(self):
         if self.mode == m.MODE_STOPPED:

@@ -54,3 +54,20 @@ def test_confirmed_stop_halts_delivery(pump: PumpClient, rig: Rig) -> None:
     rig.advance(5 * HOUR_MS)
     assert rig.plant()["delivered_nl"] == after_stop > 0
     assert pump.status().mode == "stopped"
+
+
+@pytest.mark.hil
+@pytest.mark.rig("time_control", "delivered_volume")
+def test_the_reservoir_runs_dry_when_status_said(pump: PumpClient, rig: Rig) -> None:
+    pump.set_continuous("2000", 500)  # 4 mL/day: the 20 mL reservoir lasts 5 days
+    forecast = pump.status().dry_at
+    assert forecast is not None
+    rig.advance(6 * 24 * HOUR_MS)
+    assert rig.plant()["reservoir_nl"] < pump.info().step_nl
+    ran_dry = [e for e in pump.events() if e.event == "reservoir_empty"]
+    assert len(ran_dry) == 1 and abs((ran_dry[0].time - forecast).total_seconds()) <= 1
+
+
+@pytest.mark.hil
+def test_battery_voltage_is_reported(pump: PumpClient) -> None:
+    assert 3.85 <= pump.status().battery_v <= 3.95  # the simulated battery: 3.9 V

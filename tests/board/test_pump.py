@@ -265,3 +265,23 @@ def test_running_dry_is_noticed_once():
     assert p.advance(27_000) == 1 and not p.just_ran_dry, "one step left"
     assert p.advance(27_000) == 1 and p.just_ran_dry, "the last step empties it"
     assert p.advance(27_000) == 0 and not p.just_ran_dry, "noticed once, not again"
+
+
+def test_dry_at_is_when_the_last_step_falls():
+    p = _pump(STEP_NL * 10)  # ten steps left
+    assert p.dry_at_s() == 0, "stopped: never"
+    p.set_continuous(400_000, 500)  # a step every 27 s
+    assert p.dry_at_s() == 270, "the 10th step at 270 s: %d" % p.dry_at_s()
+    p.advance(100_000)
+    assert p.dry_at_s() == 270, "the forecast holds as time passes: %d" % p.dry_at_s()
+    p.set_continuous(800_000, 500)  # twice the rate from t=100 s: 7 steps left, 13.5 s each
+    want = 100 + (108_000 - 100_000) // 2000 + 6 * 135 // 10
+    assert abs(p.dry_at_s() - want) <= 1, "%d, want about %d" % (p.dry_at_s(), want)
+
+
+def test_a_dry_reservoir_reports_no_gaps():
+    p = _pump(STEP_NL, catch_up=config.MAX_CATCH_UP_STEPS)
+    p.set_continuous(12_000_000, 500)  # fast: 24 mL/day
+    p.advance(5_000)
+    for _ in range(10):  # the loop's minute wakes after the reservoir ran dry
+        assert p.advance(60_000) == 0 and p.gap_steps == 0, "dry is not a delivery gap"

@@ -16,7 +16,7 @@ from host import cli, discovery, keys
 
 STATUS_KEYS = {
     "mode", "daily_dose_mcg", "concentration_mcg_ml", "rate_ul_day", "delivered_ul",
-    "delivered_mcg", "reservoir_ul", "uptime_s", "clock", "frame_errors",
+    "delivered_mcg", "reservoir_ul", "uptime_s", "clock", "dry_at", "battery_v", "frame_errors",
 }
 
 

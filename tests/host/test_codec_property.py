@@ -521,6 +521,9 @@ class FakeBoard:
     def reset_cause(self) -> int:
         return 1
 
+    def battery_mv(self) -> int:
+        return 3900
+
 
 class FakeTime:
     """MicroPython's time, as much of it as Loop.__init__ and Loop.answer use."""
