@@ -31,20 +31,24 @@ DEFAULT_RETRIES = 2
 _STOP_REASONS = {label: value for value, label in m.ENUMS["stop_reason"]}
 
 
+class _Record:
+    """A typed result that also reads as JSON (Decimals and times as strings)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class Info:
+class Info(_Record):
     protocol_version: int
     fw_version: str
     board_id: str
     reservoir_ml: Decimal
     step_nl: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
-
 
 @dataclass(frozen=True)
-class Status:
+class Status(_Record):
     mode: str
     daily_dose_mcg: Decimal
     concentration_mcg_ml: int
@@ -58,12 +62,9 @@ class Status:
     battery_v: Decimal
     frame_errors: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
-
 
 @dataclass(frozen=True)
-class Event:
+class Event(_Record):
     """One entry of the pump's event log."""
 
     number: int
@@ -72,9 +73,6 @@ class Event:
     role: str
     a: int
     b: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
