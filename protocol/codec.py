@@ -9,7 +9,8 @@ from protocol import messages as m
 
 
 class Layout:
-    """A message's wire layout: fixed fields in one struct format, then an optional string."""
+    """A message's wire layout: fixed fields in one struct format, then an optional tail:
+    a string, or a list of items that each have a fixed struct format."""
 
     def __init__(self, row):
         self.type = row[0]
@@ -18,16 +19,23 @@ class Layout:
         self.fields = row[3]
         fmt = "<"
         self.has_str = False
+        self.has_list = False
         for i, f in enumerate(self.fields):
-            if f[1] == "str":
+            if f[1] in ("str", "list"):
                 if i != len(self.fields) - 1:
-                    raise ValueError("str field must be last: " + self.name)
-                self.has_str = True
+                    raise ValueError("str or list field must be last: " + self.name)
+                self.has_str = f[1] == "str"
+                self.has_list = f[1] == "list"
             else:
                 fmt += f[1]
         self.fmt = fmt
         self.fixed_size = struct.calcsize(fmt)
-        self.n_fixed = len(self.fields) - (1 if self.has_str else 0)
+        self.has_tail = self.has_str or self.has_list
+        self.n_fixed = len(self.fields) - (1 if self.has_tail else 0)
+        if self.has_list:
+            self.item_fields = self.fields[-1][4]
+            self.item_fmt = "<" + "".join(f[1] for f in self.item_fields)
+            self.item_size = struct.calcsize(self.item_fmt)
 
 
 LAYOUTS = {}
@@ -35,15 +43,18 @@ for _row in m.MESSAGES:
     LAYOUTS[_row[0]] = Layout(_row)
 
 
-def check_range(layout, values):
-    """Index of the first integer field outside its range, or -1."""
-    fields = layout.fields
-    for i in range(layout.n_fixed):
+def check_range(fields, n, values):
+    """Index of the first of the first n integer fields outside its range, or -1."""
+    for i in range(n):
         f = fields[i]
         lo = f[2]
         if lo is not None and not lo <= values[i] <= f[3]:
             return i
     return -1
+
+
+def _range_error(out, f, value):
+    return _fail(out, m.ERR_OUT_OF_RANGE, "%s=%d outside %d..%d" % (f[0], value, f[2], f[3]))
 
 
 class Decoded:
@@ -98,14 +109,31 @@ def decode(frame, length, out, expect="req"):
         out.tag_at = end + m.AUTH_FIXED
         out.auth = True
     size = end - start
+    tail = size - layout.fixed_size - 1  # bytes after the tail's count byte
     if layout.has_str:
-        ok = size >= layout.fixed_size + 1 and size == layout.fixed_size + 1 + frame[
-            start + layout.fixed_size]
+        ok = tail >= 0 and tail == frame[start + layout.fixed_size]
+    elif layout.has_list:
+        ok = tail >= 0 and tail == frame[start + layout.fixed_size] * layout.item_size
     else:
         ok = size == layout.fixed_size
     if not ok:
         return _fail(out, m.ERR_BAD_LENGTH, "%s payload of %d bytes" % (layout.name, size))
     values = struct.unpack_from(layout.fmt, frame, start)
+    if layout.has_list:
+        # Lists come only with rare programming requests: a tuple per item is fine there.
+        at = start + layout.fixed_size
+        n = frame[at]
+        f = layout.fields[-1]
+        if not f[2] <= n <= f[3]:
+            return _fail(out, m.ERR_OUT_OF_RANGE, "%d %s; allowed %d..%d" % (n, f[0], f[2], f[3]))
+        items = []
+        for k in range(n):
+            item = struct.unpack_from(layout.item_fmt, frame, at + 1 + k * layout.item_size)
+            bad = check_range(layout.item_fields, len(item), item)
+            if bad >= 0:
+                return _range_error(out, layout.item_fields[bad], item[bad])
+            items.append(item)
+        values = values + (tuple(items),)
     if layout.has_str:
         at = start + layout.fixed_size
         n = frame[at]
@@ -117,12 +145,9 @@ def decode(frame, length, out, expect="req"):
         if n > f[3]:
             return _fail(out, m.ERR_OUT_OF_RANGE, "%s longer than %d bytes" % (f[0], f[3]))
         values = values + (text,)
-    bad = check_range(layout, values)
+    bad = check_range(layout.fields, layout.n_fixed, values)
     if bad >= 0:
-        f = layout.fields[bad]
-        return _fail(
-            out, m.ERR_OUT_OF_RANGE, "%s=%d outside %d..%d" % (f[0], values[bad], f[2], f[3])
-        )
+        return _range_error(out, layout.fields[bad], values[bad])
     out.values = values
     return 0
 
@@ -157,11 +182,18 @@ class Encoder:
         struct.pack_into(m.HEADER_FORMAT, buf, 0, m.VERSION, mtype, 0, seq)
         at = m.HEADER_SIZE
         if layout.n_fixed:
-            if layout.has_str:
+            if layout.has_tail:
                 struct.pack_into(layout.fmt, buf, at, *values[: layout.n_fixed])
             else:
                 struct.pack_into(layout.fmt, buf, at, *values)
         at += layout.fixed_size
+        if layout.has_list:
+            items = values[-1]
+            buf[at] = len(items)
+            at += 1
+            for item in items:
+                struct.pack_into(layout.item_fmt, buf, at, *item)
+                at += layout.item_size
         if layout.has_str:
             text = _utf8_prefix(values[-1].encode("utf-8"), layout.fields[-1][3])
             buf[at] = len(text)

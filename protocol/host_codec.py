@@ -37,13 +37,41 @@ def _field(f: tuple) -> cs.Construct:
     name, kind, _lo, _hi, enum, _unit = f
     if kind == "str":
         sub: cs.Construct = cs.PascalString(cs.Int8ul, "utf8")
+    elif kind == "list":
+        sub = cs.PrefixedArray(cs.Int8ul, cs.Struct(*[_field(item) for item in enum]))
     elif kind.endswith("s"):
         sub = cs.Bytes(int(kind[:-1]))
     else:
         sub = _INT_KINDS[kind]
-        if enum:
+        if enum in m.FLAGS:
+            sub = cs.FlagsEnum(sub, **{label: bit for bit, label in m.FLAGS[enum]})
+        elif enum:
             sub = cs.Enum(sub, **{label: value for value, label in m.ENUMS[enum]})
     return name / sub
+
+
+def _to_python(f: tuple, value: Any) -> Any:
+    """A parsed field as plain Python: enum labels as str, flags as the list of names set,
+    lists as lists of dicts."""
+    kind, enum = f[1], f[4]
+    if kind == "list":
+        return [{g[0]: _to_python(g, item[g[0]]) for g in enum} for item in value]
+    if enum in m.FLAGS:
+        return [label for _bit, label in m.FLAGS[enum] if value[label]]
+    if isinstance(value, cs.EnumIntegerString):
+        return str(value)
+    return value
+
+
+def _to_construct(f: tuple, value: Any) -> Any:
+    """A field as the caller gives it (flags also as a list of names) for construct."""
+    kind, enum = f[1], f[4]
+    if kind == "list":
+        return [{g[0]: _to_construct(g, item[g[0]]) for g in enum} for item in value]
+    if enum in m.FLAGS and isinstance(value, (list, tuple, set, frozenset)):
+        bits = dict((label, bit) for bit, label in m.FLAGS[enum])
+        return sum(bits[name] for name in set(value))
+    return value
 
 
 # Compiled: construct generates and caches Python code for each, several times faster.
@@ -135,6 +163,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
+FIELDS: dict[int, tuple] = {row[0]: row[3] for row in m.MESSAGES}
+
+
 def type_of(name_or_type: str | int) -> int:
     if isinstance(name_or_type, int):
         return name_or_type
@@ -142,7 +173,11 @@ def type_of(name_or_type: str | int) -> int:
 
 
 def build_payload(mtype: int, fields: dict[str, Any]) -> bytes:
-    return PAYLOADS[mtype].build(fields)
+    return PAYLOADS[mtype].build(_buildable(mtype, fields))
+
+
+def _buildable(mtype: int, fields: dict[str, Any]) -> dict[str, Any]:
+    return {f[0]: _to_construct(f, fields[f[0]]) for f in FIELDS.get(mtype, ()) if f[0] in fields}
 
 
 @dataclass(frozen=True)
@@ -177,7 +212,7 @@ def build_frame(
                     tag=bytes(m.TAG_SIZE))
     header = dict(version=version, type=mtype, flags=flags, seq=seq)
 
-    body = dict(header=header, payload=fields or {}, auth=auth)
+    body = dict(header=header, payload=_buildable(mtype, fields or {}), auth=auth)
     frame = Frame.build(dict(body=dict(value=body)), size=size)
     if signer is None:
         return frame
@@ -223,7 +258,7 @@ def parse_frame(frame: bytes) -> Message:
         if isinstance(e, UnicodeDecodeError) or isinstance(e.__context__, UnicodeDecodeError):
             raise DecodeError("OUT_OF_RANGE", f"type 0x{header.type:02x}: text not UTF-8") from e
         raise DecodeError("BAD_LENGTH", f"type 0x{header.type:02x}: {e}") from e
-    fields = {k: _plain(v) for k, v in payload.items() if not k.startswith("_")}
+    fields = {f[0]: _to_python(f, payload[f[0]]) for f in FIELDS[header.type]}
     auth = None
     if body.auth is not None:
         auth = {k: _plain(v) for k, v in body.auth.items() if not k.startswith("_")}
