@@ -44,3 +44,11 @@ EVENT_LOG_SIZE = 256  # events kept in RAM (14 bytes each); the oldest is droppe
 # Link: "usb" (USB CDC stdin/stdout) or "uart0"
 LINK = "usb"
 UART_BAUD = 115200
+
+# Therapy (see firmware/core/therapy.py)
+MIN_RATE_NL_DAY = 48_000  # minimum (catheter-patency) rate while suspended: 0.048 mL/day
+MAX_BOLUS_NL_MIN = 1_000_000  # the mechanism's top bolus rate: 1 mL/min (15 ms per step)
+LOW_RESERVOIR_NL = 2_000_000  # low-reservoir alarm level: 2 mL
+REFILL_MARGIN_S = 7 * 86400  # refill due this long before the low-reservoir date
+REFILL_TIMEOUT_S = 1800  # a refill session left open this long is aborted (outlet reopens)
+DRAIN_TOLERANCE_NL = 100_000  # a drained volume this close to the expected one never mismatches

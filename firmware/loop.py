@@ -8,6 +8,7 @@ from firmware.core.dispatch import Dispatcher
 from firmware.core.eventlog import EventLog
 from firmware.core.guard import Guard
 from firmware.core.pump import Pump
+from firmware.core.therapy import Therapy
 from protocol import codec, framing
 from protocol import messages as m
 
@@ -21,13 +22,14 @@ BATTERY_READ_MS = 60_000  # the battery changes over days: a reading a minute is
 class Loop:
     def __init__(self, board):
         self.board = board
-        self.pump = Pump(config.STEP_NL, config.RESERVOIR_NL, config.RESERVOIR_NL,
-                         config.MAX_RATE_NL_DAY, time.time(), config.MAX_CATCH_UP_STEPS)
+        # Empty until the first refill session fills it (persistence is issue 5's).
+        self.pump = Pump(config.STEP_NL, config.RESERVOIR_NL, 0, config.MAX_RATE_NL_DAY,
+                         time.time(), config.MAX_CATCH_UP_STEPS)
+        self.therapy = Therapy(self.pump, EventLog(config.EVENT_LOG_SIZE), config)
         self.guard = Guard(keystore.load())
         self.dispatcher = Dispatcher(
-            self.pump, (board.unique_id(), version.full()), self.guard, board.random_bytes,
-            EventLog(config.EVENT_LOG_SIZE))
-        self.dispatcher.record(m.EV_BOOT, board.reset_cause())
+            self.therapy, (board.unique_id(), version.full()), self.guard, board.random_bytes)
+        self.therapy.record(m.EV_BOOT, board.reset_cause())
         self.pump.battery_mv = board.battery_mv()
         self.battery_due = BATTERY_READ_MS
         self.reader = framing.FrameReader()
@@ -53,28 +55,32 @@ class Loop:
                 self.once()
             except Exception:  # a reset is not an Exception: it still goes through
                 self.faults += 1
-                self.dispatcher.record(m.EV_FAULT, self.faults)
+                self.therapy.record(m.EV_FAULT, self.faults)
         self.board.link.close()
 
     def once(self):
         now = time.ticks_ms()
         elapsed = time.ticks_diff(now, self.last)
-        pump = self.pump
-        steps = pump.advance(elapsed)
+        therapy = self.therapy
+        steps = therapy.advance(elapsed)
         self.last = now
         if steps:
             self.board.stepper.step(steps)
-        if pump.gap_steps:
-            self.dispatcher.record(m.EV_DELIVERY_GAP, pump.gap_steps)
-        if pump.just_ran_dry:
-            self.dispatcher.record(m.EV_RESERVOIR_EMPTY)
+        alarms = therapy.alarms
+        while alarms.queued:
+            change = alarms.pop()
+            self.reply(m.SEQ_UNSOLICITED, m.ALARM, (change >> 1, change & 1,
+                                                     self.pump.clock_s(), alarms.active))
         self.battery_due -= elapsed
         if self.battery_due <= 0:
-            pump.battery_mv = self.board.battery_mv()
+            self.pump.battery_mv = self.board.battery_mv()
             self.battery_due = BATTERY_READ_MS
         wait = self.pump.ms_until_next()
         if wait < 0 or wait > MAX_WAIT_MS:
             wait = MAX_WAIT_MS
+        event = therapy.ms_until_event()
+        if 0 <= event < wait:
+            wait = event
         if self.battery_due < wait:
             wait = self.battery_due
         d = self.dispatcher

@@ -60,6 +60,7 @@ ENUMS = {
         (1, "continuous"),
         (2, "flex"),
         (3, "minimum_rate"),  # suspended: a catheter-patency trickle, not therapy
+        (4, "taper"),  # a drug holiday: the daily dose stepping down once a day
     ),
     "phase": (
         (0, "unset"),  # no patient profile yet: nothing but reads and setup
@@ -189,6 +190,7 @@ RULES = (
     (27, "phase", "", "2.2, 2.5"),
     (28, "reservoir", "nL", "5.5"),
     (29, "stop_reason", "", "boxed warning, 5.5"),
+    (30, "taper", "ng/day", "2.6"),
 )
 ENUMS["rule"] = ((0, "none"),) + tuple((r, name) for r, name, _unit, _sec in RULES)
 
@@ -226,7 +228,7 @@ ERRORS = (
 # A request of type T is answered by type T | 0x80, or by ERROR.
 U32 = 0xFFFFFFFF
 STATUS_FIELDS = (
-    ("mode", "B", 0, 3, "mode", ""),
+    ("mode", "B", 0, 4, "mode", ""),
     ("phase", "B", 0, 3, "phase", ""),
     ("daily_dose_ng", "I", 0, U32, None, "ng/day: the program's dose over 24 h"),
     ("concentration", "H", 0, 0xFFFF, None, "mcg/mL (0: no drug)"),
@@ -264,12 +266,15 @@ PROFILE_FIELDS = (
     ("infusion_start_s", "I", 0, CLOCK_MAX, None,
      "when infusion started; 0: at the first program"),
 )
+# PROFILE answers with phase 0 when no profile is set; SET_PROFILE cannot set it.
+PROFILE_STATE_FIELDS = (PROFILE_FIELDS[:2] + (("phase", "B", 0, 3, "phase", ""),)
+                        + PROFILE_FIELDS[3:])
 STEP_FIELDS = (
     ("start_min", "H", 0, 1439, None, "minute of the day (local time) the step starts"),
     ("daily_dose_ng", "I", 1000, DOSE_MAX_NG_DAY, None, "rate during the step, as ng/day"),
 )
 PROGRAM_FIELDS = (
-    ("mode", "B", 0, 3, "mode", ""),
+    ("mode", "B", 0, 4, "mode", ""),
     ("daily_dose_ng", "I", 0, U32, None, "ng over 24 h"),
     ("rate_nl_day", "I", 0, U32, None, "basal rate now, nL/day"),
     ("utc_offset_min", "h", -720, 840, None, "local time - UTC, min"),
@@ -373,9 +378,9 @@ MESSAGES = (
     (0x0B, "SET_PROFILE", "req", PROFILE_FIELDS,
      "The patient profile: origin and age decide the titration limits; the hard ceiling caps"
      " every 24 h; the phase moves screening -> titration -> maintenance."),
-    (0x8B, "PROFILE_OK", "resp", PROFILE_FIELDS, "The profile now in force."),
+    (0x8B, "PROFILE_OK", "resp", PROFILE_STATE_FIELDS, "The profile now in force."),
     (0x0C, "GET_PROFILE", "req", (), "The patient profile."),
-    (0x8C, "PROFILE", "resp", PROFILE_FIELDS, "The profile (phase 0: none set)."),
+    (0x8C, "PROFILE", "resp", PROFILE_STATE_FIELDS, "The profile (phase 0: none set)."),
     (0x0D, "SET_FLEX", "req", (
         CONFIRM_FLAGS,
         ("utc_offset_min", "h", -720, 840, None, "local time - UTC, min"),
@@ -467,6 +472,19 @@ MESSAGES = (
         ("minutes", "H", 1, 1440, None, "min"),
     ), "Silence every alarm tone for a while (alarms stay active and logged)."),
     (0x9E, "ALARM_SILENCED", "resp", ALARM_STATE_FIELDS, "The alarms after it."),
+    (0x1F, "SET_TAPER", "req", (
+        ("target_ng", "I", 1000, DOSE_MAX_NG_DAY, None, "ng/day at the end"),
+        ("days", "B", 14, 28, None, "days (2 to 4 weeks, label 2.6)"),
+        CONFIRM_FLAGS,
+    ), "A drug holiday: from the dose in force down to the target, one step a day, then the"
+       " target as continuous infusion."),
+    (0x9F, "TAPER_OK", "resp", (
+        ("start_ng", "I", 0, U32, None, "ng/day on day 0"),
+        ("target_ng", "I", 0, U32, None, "ng/day from the last day on"),
+        ("days", "B", 0, 255, None, ""),
+        ("step_ng", "I", 0, U32, None, "the daily cut, ng/day"),
+        ("ends_at_s", "I", 0, U32, None, "pump clock when the target is reached"),
+    ), "The taper now in force."),
     (0xC0, "TELEMETRY", "event", TELEMETRY_FIELDS,
      "Unsolicited, every SET_TELEMETRY period: delivery as it goes."),
     (0xC1, "ALARM", "event", (
@@ -519,6 +537,7 @@ CAP_BEGIN = 0x1B
 CAP_END = 0x1C
 ALARM_ACK = 0x1D
 ALARM_SILENCE = 0x1E
+SET_TAPER = 0x1F
 TELEMETRY = 0xC0
 ALARM = 0xC1
 ERROR = 0xFF
@@ -586,6 +605,7 @@ ACCESS = {
     REFILL_ABORT: CLINICIAN,
     CAP_BEGIN: CLINICIAN,
     CAP_END: CLINICIAN,
+    SET_TAPER: CLINICIAN,
 }
 
 # Requests that only read: always answered afresh. Every other request changes the pump, and
@@ -621,6 +641,7 @@ MODE_STOPPED = 0
 MODE_CONTINUOUS = 1
 MODE_FLEX = 2
 MODE_MINIMUM = 3
+MODE_TAPER = 4
 
 PHASE_UNSET = 0
 PHASE_SCREENING = 1
@@ -679,6 +700,7 @@ RULE_FLEX_STEPS = 26
 RULE_PHASE = 27
 RULE_RESERVOIR = 28
 RULE_STOP_REASON = 29
+RULE_TAPER = 30
 
 
 def find(type_id):

@@ -121,27 +121,58 @@ def row(name):
     raise KeyError(name)
 
 
-def payload(name, fields):
-    """Pack a message's payload from {field: value} (bytes fields as bytes)."""
-    r = row(name)
-    names = [f[0] for f in r[3]]
-    assert list(fields) == names, f"{name}: fields {list(fields)} != table {names}"
+def known_bits(f):
+    """The bits a flag-set field may carry (0 for a field that is not a flag set)."""
+    out = 0
+    if isinstance(f[4], str) and f[4] in m.FLAGS:
+        for bit, _label in m.FLAGS[f[4]]:
+            out |= bit
+    return out
+
+
+def pack(where, spec, fields, check=True):
+    """Pack {field: value} laid out by the field tuples `spec` (a message's, or a list item's).
+    Lists are lists of such dicts, one per item; fixed-size bytes are bytes. check=False packs
+    values outside their ranges too (for the bad vectors)."""
+    names = [f[0] for f in spec]
+    assert list(fields) == names, f"{where}: fields {list(fields)} != table {names}"
     out = b""
-    for f in r[3]:
+    for i, f in enumerate(spec):
         v = fields[f[0]]
-        kind = f[1]
+        kind, lo, hi = f[1], f[2], f[3]
+        what = f"{where}.{f[0]}"
+        if kind in ("str", "list"):
+            assert i == len(spec) - 1, f"{what}: a {kind} field must be last"
         if kind == "str":
             raw = v.encode("utf-8")
-            assert len(raw) <= f[3], f"{name}.{f[0]} longer than {f[3]} bytes"
+            assert not check or len(raw) <= hi, f"{what} longer than {hi} bytes"
             out += bytes([len(raw)]) + raw
+        elif kind == "list":
+            assert isinstance(v, list), f"{what}: a list of items"
+            assert not check or lo <= len(v) <= hi, f"{what}: {len(v)} items, not {lo}..{hi}"
+            out += bytes([len(v)])
+            for k, item in enumerate(v):
+                out += pack(f"{what}[{k}]", f[4], item, check)
         elif kind.endswith("s"):
-            assert isinstance(v, bytes) and len(v) == int(kind[:-1]), f"{name}.{f[0]}"
+            assert isinstance(v, bytes) and len(v) == int(kind[:-1]), what
             out += v
         else:
-            if f[2] is not None:
-                assert f[2] <= v <= f[3], f"{name}.{f[0]}={v} out of range"
+            if check and lo is not None:
+                assert lo <= v <= hi, f"{what}={v} out of range"
+            if check and f[4] in m.FLAGS:
+                assert v & ~known_bits(f) == 0, f"{what}=0x{v:x}: an unknown bit"
             out += struct.pack("<" + kind, v)
     return out
+
+
+def payload(name, fields):
+    """Pack a message's payload from {field: value}, every value in its range."""
+    return pack(name, row(name)[3], fields)
+
+
+def raw_payload(name, fields):
+    """Pack a message's payload from {field: value} without range checks (bad vectors)."""
+    return pack(name, row(name)[3], fields, check=False)
 
 
 def frame(mtype, seq, body=b"", version=m.VERSION, flags=0, crc_xor=0):
@@ -178,40 +209,135 @@ def auth_json(session, role, counter, key, nonce, fr):
             "nonce": nonce.hex(), "tag": fr[-4 - TAG_SIZE: -4].hex()}
 
 
-def jsonable(name, fields):
-    """Fields for JSON: bytes as hex strings, everything else as is."""
+def jsonable(spec, fields):
+    """Fields for JSON: bytes as hex strings, list items as objects, everything else as is."""
     out = {}
-    for f in row(name)[3]:
+    for f in spec:
         v = fields[f[0]]
-        out[f[0]] = binascii.hexlify(v).decode() if isinstance(v, bytes) else v
+        if f[1] == "list":
+            v = [jsonable(f[4], item) for item in v]
+        elif isinstance(v, bytes):
+            v = binascii.hexlify(v).decode()
+        out[f[0]] = v
     return out
 
 
 # -- valid vectors: (vector name, message name, seq, fields) -----------------------------------
+# Valid is what the codec accepts: a request such as STOP with a wrong confirmation word is a
+# valid frame here; what the pump then answers is the dispatcher's, and not in this file.
 
 BOARD_ID = bytes.fromhex("e66138528347a52f")
+T0 = 1_767_225_600  # 2026-01-01 00:00 UTC
+DAY = 86_400
+
+
+def step(start_min, daily_dose_ng):
+    """A flex step (messages.STEP_FIELDS)."""
+    return {"start_min": start_min, "daily_dose_ng": daily_dose_ng}
+
+
+def given(time_s, dose_ng, duration_s):
+    """A screening bolus given (messages.SCREEN_FIELDS)."""
+    return {"time_s": time_s, "dose_ng": dose_ng, "duration_s": duration_s}
+
+
+def event(number, time_s, ev, role=0, rule=0, kind=0, a=0, b=0, c=0):
+    """A log event (messages.LOG_FIELDS); kind is the field `type`."""
+    return {"number": number, "time_s": time_s, "event": ev, "role": role, "rule": rule,
+            "type": kind, "a": a, "b": b, "c": c}
+
+
+def status(**values):
+    """STATUS fields: a stopped pump with no profile, and `values` over it."""
+    base = {"mode": 0, "phase": 0, "daily_dose_ng": 0, "concentration": 0, "rate_nl_day": 0,
+            "bolus": 0, "bolus_left_ng": 0, "last_24h_ng": 0, "delivered_nl": 0,
+            "delivered_ng": 0, "reservoir_nl": 20_000_000, "uptime_s": 0, "clock_s": 0,
+            "low_at_s": 0, "refill_at_s": 0, "dry_at_s": 0, "alarms": 0, "sessions": 0,
+            "battery_mv": 3900, "frame_errors": 0}
+    assert set(values) <= set(base), set(values) - set(base)
+    return {**base, **values}
+
+
+def program(mode, daily_dose_ng, rate_nl_day, utc_offset_min, steps):
+    """PROGRAM_FIELDS: the program in force."""
+    return {"mode": mode, "daily_dose_ng": daily_dose_ng, "rate_nl_day": rate_nl_day,
+            "utc_offset_min": utc_offset_min, "steps": steps}
+
+
+def bolus_ok(bolus, dose_ng, volume_nl, duration_s, ends_at_s):
+    return {"bolus": bolus, "dose_ng": dose_ng, "volume_nl": volume_nl,
+            "duration_s": duration_s, "ends_at_s": ends_at_s}
+
+
+def error(code, request_type, reason, rule=0, requested=0, allowed=0, wait_s=0):
+    return {"code": code, "request_type": request_type, "rule": rule, "requested": requested,
+            "allowed": allowed, "wait_s": wait_s, "reason": reason}
+
+
+def profile(origin, age_years, phase, ceiling_ng, catheter_nl, infusion_start_s):
+    return {"origin": origin, "age_years": age_years, "phase": phase, "ceiling_ng": ceiling_ng,
+            "catheter_nl": catheter_nl, "infusion_start_s": infusion_start_s}
+
+
+def patient_bolus(dose_ng, duration_s, lockout_s, max_per_day, *used):
+    """PATIENT_BOLUS_FIELDS, and (used_24h, next_at_s) for the responses."""
+    out = {"dose_ng": dose_ng, "duration_s": duration_s, "lockout_s": lockout_s,
+           "max_per_day": max_per_day}
+    if used:
+        out["used_24h"], out["next_at_s"] = used
+    return out
+
+
+def alarm_state(alarms, unacknowledged, silenced_until_s):
+    return {"alarms": alarms, "unacknowledged": unacknowledged,
+            "silenced_until_s": silenced_until_s}
+
+
+def refill_commit(drained_nl, fill_nl, concentration, again, confirm, drug=m.DRUG_BACLOFEN):
+    return {"drained_nl": drained_nl, "fill_nl": fill_nl, "drug": drug,
+            "concentration": concentration, "concentration_again": again, "confirm": confirm}
+
+
+FLEX_DAY = [step(0, 300_000), step(420, 500_000), step(1320, 350_000)]
+FLEX_MAX = [step(60 * k, 100_000 + 10_000 * k) for k in range(m.FLEX_STEPS_MAX)]
+HIGH, DECREASE = m.CONFIRM_HIGH_DOSE, m.CONFIRM_LARGE_DECREASE
+CUSTOM, DRAIN = m.CONFIRM_CUSTOM_CONCENTRATION, m.CONFIRM_DRAIN_MISMATCH
+EVENTS_8 = [
+    event(0xFFFFFFF7, T0, m.EV_BOOT, a=1),
+    event(0xFFFFFFF8, T0 + 1, m.EV_CLOCK_SET, role=2, a=-0x80000000),
+    event(0xFFFFFFF9, T0 + 2, m.EV_PROFILE, role=2, a=42, b=1_000_000, c=1 << 8 | 2),
+    event(0xFFFFFFFA, T0 + 3, m.EV_REFUSED, role=2, rule=len(m.RULES), kind=0x03,
+          a=m.ERR_LIMIT, b=0x7FFFFFFF, c=0x7FFFFFFF),
+    event(0xFFFFFFFB, T0 + 4, m.EV_BOLUS, role=2, kind=m.BOLUS_CLINICIAN, a=50_000, b=600,
+          c=100_000),
+    event(0xFFFFFFFC, T0 + 5, m.EV_ALARM, a=m.ALARM_OCCLUSION, b=1),
+    event(0xFFFFFFFD, 0xFFFFFFFF, m.EV_FAULT, role=3, rule=0, kind=255, a=-1, b=-1, c=-1),
+    event(0xFFFFFFFE, 0xFFFFFFFF, m.EV_ESCALATION, a=1_200_000, b=400_000, c=3),
+]
+
 VALID = [
     ("get_info", "GET_INFO", 1, {}),
     ("get_info_seq_ffff", "GET_INFO", 0xFFFF, {}),
     ("get_status", "GET_STATUS", 1, {}),  # hand-checked: see the module docstring
     ("get_status_seq_0100", "GET_STATUS", 0x0100, {}),
-    ("set_continuous_400mcg", "SET_CONTINUOUS", 0x0102,
-     {"daily_dose_ng": 400_000, "concentration": 500}),
-    ("set_continuous_412_5mcg", "SET_CONTINUOUS", 5,
-     {"daily_dose_ng": 412_500, "concentration": 500}),
-    ("set_continuous_low_bounds", "SET_CONTINUOUS", 6,
-     {"daily_dose_ng": 1000, "concentration": 1}),
+    ("set_continuous_400mcg", "SET_CONTINUOUS", 0x0102, {"daily_dose_ng": 400_000, "confirm": 0}),
+    ("set_continuous_412_5mcg", "SET_CONTINUOUS", 5, {"daily_dose_ng": 412_500, "confirm": 0}),
+    ("set_continuous_low_bounds", "SET_CONTINUOUS", 6, {"daily_dose_ng": 1000, "confirm": 0}),
     ("set_continuous_high_bounds", "SET_CONTINUOUS", 7,
-     {"daily_dose_ng": 20_000_000, "concentration": 2000}),
+     {"daily_dose_ng": 20_000_000, "confirm": HIGH | DECREASE | CUSTOM | DRAIN}),
+    ("set_continuous_high_dose_confirmed", "SET_CONTINUOUS", 0x0108,
+     {"daily_dose_ng": 1_200_000, "confirm": HIGH}),
+    ("set_continuous_two_confirmations", "SET_CONTINUOUS", 0x0109,
+     {"daily_dose_ng": 1_100_000, "confirm": HIGH | DECREASE}),
     ("stop_clinician", "STOP", 8, {"reason": 1, "confirm": m.STOP_CONFIRM}),
     ("stop_overdose", "STOP", 9, {"reason": 2, "confirm": m.STOP_CONFIRM}),
     ("stop_end_of_therapy", "STOP", 10, {"reason": 3, "confirm": m.STOP_CONFIRM}),
     ("stop_surgery", "STOP", 11, {"reason": 4, "confirm": m.STOP_CONFIRM}),
-    # A valid frame that the dispatcher (not the codec) refuses with NOT_CONFIRMED.
+    # Valid frames: the codec does not read the confirmation word (the dispatcher does).
     ("stop_unconfirmed", "STOP", 12, {"reason": 1, "confirm": 0}),
     ("enter_repl", "ENTER_REPL", 13, {"confirm": m.REPL_CONFIRM}),
-    # Valid frames that the dispatcher refuses (NOT_CONFIRMED; INVALID_STATE when running).
     ("enter_repl_unconfirmed", "ENTER_REPL", 14, {"confirm": m.STOP_CONFIRM}),
+    ("enter_repl_confirm_0", "ENTER_REPL", 0x0100, {"confirm": 0}),
     ("info", "INFO", 1, {"protocol_version": 1, "board_id": BOARD_ID,
                          "reservoir_nl": 20_000_000, "step_nl": 250, "fw_version": "0.1.0"}),
     ("info_long_version", "INFO", 2, {"protocol_version": 1, "board_id": bytes(8),
@@ -219,31 +345,27 @@ VALID = [
                                       "fw_version": "0.1.0-rc.1+g0123456789ab"}),
     ("info_empty_version", "INFO", 3, {"protocol_version": 0, "board_id": b"\xff" * 8,
                                        "reservoir_nl": 0, "step_nl": 1, "fw_version": ""}),
-    ("status_stopped", "STATUS", 1, {"mode": 0, "daily_dose_ng": 0, "concentration": 0,
-                                     "rate_nl_day": 0, "delivered_nl": 0, "delivered_ng": 0,
-                                     "reservoir_nl": 20_000_000, "uptime_s": 0,
-                                     "clock_s": 0, "dry_at_s": 0, "battery_mv": 3900,
-                                     "frame_errors": 0}),
-    ("status_running", "STATUS", 0x0102, {"mode": 1, "daily_dose_ng": 412_500,
-                                          "concentration": 500, "rate_nl_day": 825_000,
-                                          "delivered_nl": 7_000_000, "delivered_ng": 3_500_000,
-                                          "reservoir_nl": 13_000_000, "uptime_s": 733_000,
-                                          "clock_s": 1_767_225_600,
-                                          "dry_at_s": 1_768_570_000, "battery_mv": 3650,
-                                          "frame_errors": 3}),
-    ("status_max", "STATUS", 0xFFFF, {"mode": 1, "daily_dose_ng": 0xFFFFFFFF,
-                                      "concentration": 0xFFFF, "rate_nl_day": 0xFFFFFFFF,
-                                      "delivered_nl": 0xFFFFFFFF, "delivered_ng": 0xFFFFFFFF,
-                                      "reservoir_nl": 0xFFFFFFFF, "uptime_s": 0xFFFFFFFF,
-                                      "clock_s": 0xFFFFFFFF, "dry_at_s": 0xFFFFFFFF,
-                                      "battery_mv": 0xFFFF, "frame_errors": 0xFFFF}),
-    ("set_continuous_ok", "SET_CONTINUOUS_OK", 0x0102,
-     {"daily_dose_ng": 400_000, "concentration": 500, "rate_nl_day": 800_000}),
+    ("status_unset", "STATUS", 1, status()),
+    ("status_running", "STATUS", 0x0102, status(
+        mode=m.MODE_CONTINUOUS, phase=m.PHASE_MAINTENANCE, daily_dose_ng=412_500,
+        concentration=500, rate_nl_day=825_000, bolus=m.BOLUS_CLINICIAN, bolus_left_ng=20_000,
+        last_24h_ng=430_000, delivered_nl=7_000_000, delivered_ng=3_500_000,
+        reservoir_nl=13_000_000, uptime_s=733_000, clock_s=T0, low_at_s=T0 + 12 * DAY,
+        refill_at_s=T0 + 5 * DAY, dry_at_s=T0 + 15 * DAY, battery_mv=3650, frame_errors=3)),
+    ("status_alarms_and_sessions", "STATUS", 0x0103, status(
+        mode=m.MODE_FLEX, phase=m.PHASE_TITRATION, daily_dose_ng=300_000, concentration=2000,
+        rate_nl_day=150_000, reservoir_nl=1_000_000, clock_s=T0, low_at_s=T0,
+        refill_at_s=T0 - DAY, dry_at_s=T0 + 6 * DAY,
+        alarms=1 << (m.ALARM_LOW_RESERVOIR - 1) | 1 << (m.ALARM_REFILL_DUE - 1),
+        sessions=m.SESSION_REFILL | m.SESSION_CAP)),
+    ("status_max", "STATUS", 0xFFFF, {
+        f[0]: f[3] for f in m.STATUS_FIELDS}),  # every field at its maximum
+    ("continuous_ok", "CONTINUOUS_OK", 0x0102,
+     program(m.MODE_CONTINUOUS, 400_000, 800_000, 0, [step(0, 400_000)])),
     ("stopped_clinician", "STOPPED", 8, {"reason": 1}),
     ("stopped_surgery", "STOPPED", 11, {"reason": 4}),
     ("repl_ok", "REPL_OK", 13, {}),
     ("repl_ok_seq_ffff", "REPL_OK", 0xFFFF, {}),
-    ("enter_repl_confirm_0", "ENTER_REPL", 0x0100, {"confirm": 0}),
     ("challenge", "CHALLENGE", 15, {}),
     ("challenge_seq_ffff", "CHALLENGE", 0xFFFF, {}),
     ("challenge_ok", "CHALLENGE_OK", 15,
@@ -254,38 +376,150 @@ VALID = [
     ("counters_zero", "COUNTERS", 17, {e[1].lower(): 0 for e in m.ERRORS}),
     ("counters_each", "COUNTERS", 18, {e[1].lower(): 0x0101 * e[0] for e in m.ERRORS}),
     ("counters_max", "COUNTERS", 19, {e[1].lower(): 0xFFFF for e in m.ERRORS}),
-    ("read_log_0", "READ_LOG", 20, {"number": 0}),
-    ("read_log_max", "READ_LOG", 21, {"number": 0xFFFFFFFF}),
-    ("log_entry_boot", "LOG_ENTRY", 20,
-     {"number": 0, "oldest": 0, "total": 1, "time_s": 1_767_225_600, "event": 1, "role": 0,
-      "a": 1, "b": 0}),
-    ("log_entry_refused", "LOG_ENTRY", 22,
-     {"number": 300, "oldest": 44, "total": 301, "time_s": 1_767_229_200, "event": 4,
-      "role": 1, "a": 18, "b": 3}),
-    ("log_entry_extremes", "LOG_ENTRY", 0xFFFF,
-     {"number": 0xFFFFFFFF, "oldest": 0xFFFFFF00, "total": 0xFFFFFFFF, "time_s": 0xFFFFFFFF,
-      "event": 6, "role": 3, "a": -0x80000000, "b": 0x7FFFFFFF}),
-    ("set_clock", "SET_CLOCK", 23, {"time_s": 1_767_225_600}),
-    ("set_clock_min", "SET_CLOCK", 24, {"time_s": 1_577_836_800}),
-    ("set_clock_max", "SET_CLOCK", 25, {"time_s": 4_102_444_800}),
-    ("clock_ok", "CLOCK_OK", 23, {"time_s": 1_767_225_600}),
+    ("read_log_0", "READ_LOG", 20, {"number": 0, "count": m.LOG_PAGE}),
+    ("read_log_one", "READ_LOG", 21, {"number": 300, "count": 1}),
+    ("read_log_max", "READ_LOG", 22, {"number": 0xFFFFFFFF, "count": m.LOG_PAGE}),
+    ("log_page_empty_log", "LOG_PAGE", 20, {"oldest": 0, "total": 0, "events": []}),
+    ("log_page_past_newest", "LOG_PAGE", 0x0100, {"oldest": 44, "total": 301, "events": []}),
+    ("log_page_one_boot", "LOG_PAGE", 21,
+     {"oldest": 0, "total": 1, "events": [event(0, T0, m.EV_BOOT, a=1)]}),
+    ("log_page_three", "LOG_PAGE", 22, {"oldest": 44, "total": 303, "events": [
+        event(300, T0 + 3600, m.EV_REFUSED, role=2, rule=m.RULE_HARD_CEILING,
+              kind=m.SET_CONTINUOUS, a=m.ERR_LIMIT, b=1_200_000, c=1_000_000),
+        event(301, T0 + 3601, m.EV_PROGRAM, role=2, a=900_000, b=400_000, c=m.MODE_CONTINUOUS),
+        event(302, T0 + 7200, m.EV_BOLUS_DONE, kind=m.BOLUS_PATIENT, a=25_000, b=0),
+    ]}),
+    ("log_page_full_extremes", "LOG_PAGE", 0xFFFF,
+     {"oldest": 0xFFFFFF00, "total": 0xFFFFFFFF, "events": EVENTS_8}),
+    ("set_clock", "SET_CLOCK", 23, {"time_s": T0}),
+    ("set_clock_min", "SET_CLOCK", 24, {"time_s": m.CLOCK_MIN}),
+    ("set_clock_max", "SET_CLOCK", 25, {"time_s": m.CLOCK_MAX}),
+    ("clock_ok", "CLOCK_OK", 23, {"time_s": T0}),
     ("set_telemetry_off", "SET_TELEMETRY", 26, {"period_s": 0}),
     ("set_telemetry_hour", "SET_TELEMETRY", 27, {"period_s": 3600}),
     ("telemetry_ok", "TELEMETRY_OK", 27, {"period_s": 3600}),
+    ("set_profile_adult_spinal", "SET_PROFILE", 28,
+     profile(m.ORIGIN_SPINAL, 42, m.PHASE_SCREENING, 1_000_000, 50_000, 0)),
+    ("set_profile_child_cerebral", "SET_PROFILE", 29,
+     profile(m.ORIGIN_CEREBRAL, 4, m.PHASE_TITRATION, 500_000, 20_000, T0)),
+    ("set_profile_low_bounds", "SET_PROFILE", 30, profile(1, 0, 1, 1000, 0, 0)),
+    ("set_profile_high_bounds", "SET_PROFILE", 31,
+     profile(2, 120, 3, m.DOSE_MAX_NG_DAY, 1_000_000, m.CLOCK_MAX)),
+    ("profile_ok", "PROFILE_OK", 28,
+     profile(m.ORIGIN_SPINAL, 42, m.PHASE_SCREENING, 1_000_000, 50_000, 0)),
+    ("get_profile", "GET_PROFILE", 32, {}),
+    ("profile", "PROFILE", 32,
+     profile(m.ORIGIN_CEREBRAL, 17, m.PHASE_MAINTENANCE, 2_000_000, 150_000, T0 - 400 * DAY)),
+    ("set_flex_two_steps", "SET_FLEX", 33,
+     {"confirm": 0, "utc_offset_min": 60, "steps": [step(0, 400_000), step(480, 600_000)]}),
+    ("set_flex_three_steps_west", "SET_FLEX", 34,
+     {"confirm": HIGH | DECREASE, "utc_offset_min": -300, "steps": FLEX_DAY}),
+    ("set_flex_max_steps", "SET_FLEX", 35,
+     {"confirm": HIGH, "utc_offset_min": 840, "steps": FLEX_MAX}),
+    ("set_flex_bounds", "SET_FLEX", 36, {"confirm": 0, "utc_offset_min": -720,
+                                         "steps": [step(0, 1000), step(1439, 20_000_000)]}),
+    ("flex_ok", "FLEX_OK", 34, program(m.MODE_FLEX, 429_166, 1_000_000, -300, FLEX_DAY)),
+    ("get_program", "GET_PROGRAM", 37, {}),
+    ("program_stopped", "PROGRAM", 37, program(m.MODE_STOPPED, 0, 0, 0, [])),
+    ("program_flex_max", "PROGRAM", 38, program(m.MODE_FLEX, 215_000, 107_500, 840,
+                                                FLEX_MAX)),
+    ("program_minimum_rate", "PROGRAM", 39, program(m.MODE_MINIMUM, 0, 48_000, 0, [])),
+    ("bolus_50mcg", "BOLUS", 40, {"dose_ng": 50_000, "duration_s": 600}),
+    ("bolus_low_bounds", "BOLUS", 41, {"dose_ng": 1, "duration_s": 60}),
+    ("bolus_high_bounds", "BOLUS", 42, {"dose_ng": m.BOLUS_MAX_NG, "duration_s": 86_400}),
+    ("bolus_ok", "BOLUS_OK", 40, bolus_ok(m.BOLUS_CLINICIAN, 50_000, 100_000, 600, T0 + 600)),
+    ("prime", "PRIME", 43, {"duration_s": 600}),
+    ("prime_low_bound", "PRIME", 44, {"duration_s": 60}),
+    ("prime_high_bound", "PRIME", 45, {"duration_s": 86_400}),
+    ("prime_ok", "PRIME_OK", 43, bolus_ok(m.BOLUS_PRIMING, 25_000, 50_000, 600, T0 + 600)),
+    ("screen_50mcg", "SCREEN", 46, {"dose_ng": 50_000, "duration_s": 60}),
+    ("screen_child_25mcg", "SCREEN", 47, {"dose_ng": 25_000, "duration_s": 3600}),
+    # 1 s is the codec's bound; at least 60 s is a rule (screening_duration) of the pump's.
+    ("screen_low_bounds", "SCREEN", 48, {"dose_ng": 1, "duration_s": 1}),
+    ("screen_ok", "SCREEN_OK", 46,
+     bolus_ok(m.BOLUS_SCREENING, 50_000, 100_000, 60, T0 + 60)),
+    ("patient_bolus", "PATIENT_BOLUS", 49, {}),
+    ("patient_bolus_ok", "PATIENT_BOLUS_OK", 49,
+     bolus_ok(m.BOLUS_PATIENT, 25_000, 50_000, 600, 0xFFFFFFFF)),
+    ("set_patient_bolus_on", "SET_PATIENT_BOLUS", 50, patient_bolus(25_000, 600, 14_400, 4)),
+    ("set_patient_bolus_off", "SET_PATIENT_BOLUS", 51, patient_bolus(0, 60, 0, 0)),
+    ("set_patient_bolus_max", "SET_PATIENT_BOLUS", 52,
+     patient_bolus(m.BOLUS_MAX_NG, 86_400, 86_400, 24)),
+    ("patient_bolus_set", "PATIENT_BOLUS_SET", 50,
+     patient_bolus(25_000, 600, 14_400, 4, 0, 0)),
+    ("get_patient_bolus", "GET_PATIENT_BOLUS", 53, {}),
+    ("patient_bolus_state", "PATIENT_BOLUS_STATE", 53,
+     patient_bolus(25_000, 600, 14_400, 4, 2, T0 + 3 * 3600)),
+    ("patient_bolus_state_max", "PATIENT_BOLUS_STATE", 0xFFFF,
+     patient_bolus(m.BOLUS_MAX_NG, 86_400, 86_400, 24, 255, 0xFFFFFFFF)),
+    ("get_screening", "GET_SCREENING", 54, {}),
+    ("screening_none", "SCREENING", 54, {"next_dose_ng": 50_000, "next_at_s": 0, "given": []}),
+    ("screening_two_given", "SCREENING", 55, {
+        "next_dose_ng": 100_000, "next_at_s": T0 + 2 * DAY,
+        "given": [given(T0, 50_000, 60), given(T0 + DAY, 75_000, 60)]}),
+    ("screening_four_given", "SCREENING", 56, {
+        "next_dose_ng": 0, "next_at_s": 0,
+        "given": [given(T0 + k * DAY, 25_000 * (k + 1), 60 + k) for k in range(4)]}),
+    ("suspend", "SUSPEND", 57, {"reason": 4, "confirm": m.STOP_CONFIRM}),
+    ("suspend_unconfirmed", "SUSPEND", 58, {"reason": 1, "confirm": 0}),
+    ("suspended", "SUSPENDED", 57, {"reason": 4, "rate_nl_day": 48_000}),
+    ("resume", "RESUME", 59, {}),
+    ("resumed", "RESUMED", 59, program(m.MODE_FLEX, 429_166, 1_000_000, -300, FLEX_DAY)),
+    ("refill_begin", "REFILL_BEGIN", 60, {}),
+    ("refill_open", "REFILL_OPEN", 60,
+     {"expected_nl": 1_800_000, "capacity_nl": 20_000_000, "concentration": 500}),
+    ("refill_commit", "REFILL_COMMIT", 61,
+     refill_commit(1_800_000, 20_000_000, 500, 500, 0)),
+    ("refill_commit_custom_and_mismatch", "REFILL_COMMIT", 62,
+     refill_commit(900_000, 18_000_000, 750, 750, CUSTOM | DRAIN)),
+    # The two entries disagree: a valid frame (whether they must agree is the pump's rule).
+    ("refill_commit_entries_differ", "REFILL_COMMIT", 63,
+     refill_commit(0, 0, 1, 0xFFFF, HIGH | DECREASE | CUSTOM | DRAIN)),
+    ("refill_done", "REFILL_DONE", 61,
+     {"reservoir_nl": 20_000_000, "concentration": 500, "expected_nl": 1_800_000,
+      "low_at_s": T0 + 40 * DAY, "refill_at_s": T0 + 33 * DAY}),
+    ("refill_abort", "REFILL_ABORT", 64, {}),
+    ("refill_aborted", "REFILL_ABORTED", 64, {}),
+    ("cap_begin", "CAP_BEGIN", 65, {"duration_s": 600}),
+    ("cap_begin_min", "CAP_BEGIN", 66, {"duration_s": 60}),
+    ("cap_begin_max", "CAP_BEGIN", 67, {"duration_s": 1800}),
+    ("cap_open", "CAP_OPEN", 65, {"until_s": T0 + 600}),
+    ("cap_end", "CAP_END", 68, {}),
+    ("cap_closed", "CAP_CLOSED", 68, {}),
+    ("alarm_ack_low_reservoir", "ALARM_ACK", 69, {"alarm": m.ALARM_LOW_RESERVOIR}),
+    ("alarm_ack_last", "ALARM_ACK", 70, {"alarm": len(m.ALARMS)}),
+    ("alarm_acked", "ALARM_ACKED", 69, alarm_state(0x0003, 0x0002, 0)),
+    ("alarm_silence_min", "ALARM_SILENCE", 71, {"minutes": 1}),
+    ("alarm_silence_day", "ALARM_SILENCE", 72, {"minutes": 1440}),
+    ("alarm_silenced", "ALARM_SILENCED", 72, alarm_state(0x0022, 0x0020, T0 + DAY)),
+    ("alarm_silenced_max", "ALARM_SILENCED", 0xFFFF, alarm_state(0xFFFF, 0xFFFF, 0xFFFFFFFF)),
     ("telemetry_running", "TELEMETRY", 0,
-     {"mode": 1, "rate_nl_day": 825_000, "delivered_nl": 7_000_000,
-      "delivered_ng": 3_500_000, "reservoir_nl": 13_000_000, "clock_s": 1_767_225_600,
+     {"mode": 1, "rate_nl_day": 825_000, "bolus_left_ng": 20_000, "delivered_nl": 7_000_000,
+      "delivered_ng": 3_500_000, "reservoir_nl": 13_000_000, "clock_s": T0, "alarms": 0x0004,
       "battery_mv": 3650}),
     ("telemetry_stopped", "TELEMETRY", 0,
-     {"mode": 0, "rate_nl_day": 0, "delivered_nl": 0, "delivered_ng": 0,
-      "reservoir_nl": 20_000_000, "clock_s": 0, "battery_mv": 0}),
+     {"mode": 0, "rate_nl_day": 0, "bolus_left_ng": 0, "delivered_nl": 0, "delivered_ng": 0,
+      "reservoir_nl": 20_000_000, "clock_s": 0, "alarms": 0, "battery_mv": 0}),
+    ("alarm_raised", "ALARM", 0, {"alarm": m.ALARM_OCCLUSION, "active": 1, "time_s": T0,
+                                  "alarms": 1 << (m.ALARM_OCCLUSION - 1)}),
+    ("alarm_cleared", "ALARM", 0,
+     {"alarm": len(m.ALARMS), "active": 0, "time_s": 0xFFFFFFFF, "alarms": 0}),
     ("error_not_confirmed", "ERROR", 12,
-     {"code": 10, "request_type": 4, "reason": "stop needs the confirmation word 0x53544F50"}),
-    ("error_bad_crc", "ERROR", 0, {"code": 3, "request_type": 0, "reason": "CRC mismatch"}),
-    ("error_empty_reason", "ERROR", 0x0100, {"code": 12, "request_type": 3, "reason": ""}),
+     error(10, 4, "stop needs the confirmation word 0x53544F50")),
+    ("error_bad_crc", "ERROR", 0, error(3, 0, "CRC mismatch")),
+    ("error_empty_reason", "ERROR", 0x0100, error(12, 3, "")),
+    ("error_limit_hard_ceiling", "ERROR", 0x0101,
+     error(19, 3, "above the ceiling", rule=m.RULE_HARD_CEILING, requested=1_200_000,
+           allowed=1_000_000)),
+    ("error_too_soon", "ERROR", 0x0102,
+     error(20, 0x11, "next screening bolus in 5 h", rule=m.RULE_SCREENING_INTERVAL,
+           requested=75_000, allowed=0, wait_s=5 * 3600)),
+    ("error_fields_max", "ERROR", 0xFFFE,
+     error(255, 255, "x", rule=len(m.RULES), requested=0xFFFFFFFF, allowed=0xFFFFFFFF,
+           wait_s=0xFFFFFFFF)),
     # 80 bytes of UTF-8 (the maximum), two-byte characters included.
     ("error_utf8_max", "ERROR", 0x7FFF,
-     {"code": 255, "request_type": 255, "reason": "dosis \u00fcberschritten: " + "\u00e9" * 29}),
+     error(255, 255, "dosis \u00fcberschritten: " + "\u00e9" * 29)),
 ]
 
 
@@ -300,7 +534,7 @@ def vector(name, msg, seq, fields, fr, **extra):
         "message": msg,
         "kind": r[2],
         "seq": seq,
-        "fields": jsonable(msg, fields),
+        "fields": jsonable(r[3], fields),
         **extra,
         "frame": fr.hex(),
         "wire": w.hex(),

@@ -1,4 +1,4 @@
-# Protocol requests -> pump actions -> responses. Pure: it sees decoded values, never bytes.
+# Protocol requests -> therapy actions -> responses. Pure: it sees decoded values, never bytes.
 
 from firmware.core.pump import Refused
 from protocol import messages as m
@@ -10,13 +10,13 @@ UNPROVEN_LOG_S = 60
 
 
 class Dispatcher:
-    def __init__(self, pump, identity, guard, random_bytes, log):
-        """identity: (board_id bytes, firmware version str); guard: the sessions and keys;
-        random_bytes(n): n unpredictable bytes (the board's entropy) for session nonces;
-        log: the EventLog every change and refusal goes to."""
-        self.pump = pump
-        self.log = log
-        self.role = 0  # who sent the request being handled (0: no one authenticated)
+    def __init__(self, therapy, identity, guard, random_bytes):
+        """therapy: the engine (and through it the pump and the event log);
+        identity: (board_id bytes, firmware version str); guard: the sessions and keys;
+        random_bytes(n): n unpredictable bytes (the board's entropy) for session nonces."""
+        self.therapy = therapy
+        self.pump = therapy.pump
+        self.log = therapy.log
         self.board_id, self.fw_version = identity
         self.guard = guard
         self.random_bytes = random_bytes
@@ -27,36 +27,62 @@ class Dispatcher:
         self.repl_requested = False
         self.telemetry_ms = 0  # period of TELEMETRY events; 0: off
         self.telemetry_due = 0  # ms until the next one
+        t = therapy
+        # Each request: its handler, called with the request's values unpacked.
         self._handlers = {
             m.GET_INFO: self._info,
-            m.GET_STATUS: self._status,
-            m.SET_CONTINUOUS: self._set_continuous,
-            m.STOP: self._stop,
+            m.GET_STATUS: self.status,
+            m.SET_CONTINUOUS: t.set_continuous,
+            m.STOP: t.stop,
             m.ENTER_REPL: self._enter_repl,
             m.CHALLENGE: self._challenge,
             m.GET_COUNTERS: self._counters,
             m.READ_LOG: self._read_log,
             m.SET_CLOCK: self._set_clock,
             m.SET_TELEMETRY: self._set_telemetry,
+            m.SET_PROFILE: t.set_profile,
+            m.GET_PROFILE: t.profile,
+            m.SET_FLEX: t.set_flex,
+            m.GET_PROGRAM: t.program,
+            m.BOLUS: t.bolus,
+            m.PRIME: t.prime,
+            m.SCREEN: t.screen,
+            m.PATIENT_BOLUS: t.patient_bolus,
+            m.SET_PATIENT_BOLUS: t.set_patient_bolus,
+            m.GET_PATIENT_BOLUS: t.patient_bolus_state,
+            m.GET_SCREENING: t.screening,
+            m.SUSPEND: t.suspend,
+            m.RESUME: t.resume,
+            m.REFILL_BEGIN: t.refill_begin,
+            m.REFILL_COMMIT: t.refill_commit,
+            m.REFILL_ABORT: t.refill_abort,
+            m.CAP_BEGIN: t.cap_begin,
+            m.CAP_END: t.cap_end,
+            m.ALARM_ACK: t.alarm_ack,
+            m.ALARM_SILENCE: t.alarm_silence,
+            m.SET_TAPER: t.set_taper,
         }
 
-    def record(self, event, a=0, b=0):
-        self.log.log(self.pump.clock_s(), event, self.role, a, b)
+    def record(self, event, a=0, b=0, c=0):
+        self.therapy.record(event, a, b, c)
 
     def handle(self, mtype, values, role=0):
         """Answer a valid, admitted request from `role`: (response type, response values)."""
-        self.role = role
+        self.therapy.role = role
         try:
-            return mtype | 0x80, self._handlers[mtype](values)
+            return mtype | 0x80, self._handlers[mtype](*values)
         except Refused as e:
             self.count(e.code)
             if mtype not in m.READ_ONLY:  # a read refused changes nothing worth a record
-                self.record(m.EV_REFUSED, e.code, mtype)
-            return m.ERROR, (e.code, mtype, e.reason)
+                self.therapy.record(m.EV_REFUSED, e.code, e.requested, e.allowed, e.rule, mtype)
+            return m.ERROR, (e.code, mtype, e.rule, e.requested & 0xFFFFFFFF,
+                             e.allowed & 0xFFFFFFFF, e.wait_s, e.reason)
         except Exception as e:  # a firmware bug must not stop delivery: report it, go on
             self.count(m.ERR_INTERNAL)
-            self.record(m.EV_REFUSED, m.ERR_INTERNAL, mtype)
-            return m.ERROR, (m.ERR_INTERNAL, mtype, "internal error: %s" % e)
+            self.therapy.record(m.EV_REFUSED, m.ERR_INTERNAL, type_=mtype)
+            return m.ERROR, (m.ERR_INTERNAL, mtype, 0, 0, 0, 0, "internal error: %s" % e)
+        finally:
+            self.therapy.role = 0
 
     def count(self, code):
         if 0 < code <= _N_ERRORS:
@@ -66,7 +92,7 @@ class Dispatcher:
         """Answer a frame the codec refused (line noise, a broken host): counted only."""
         self.frame_errors = (self.frame_errors + 1) & 0xFFFF
         self.count(code)
-        return m.ERROR, (code, request_type, reason)
+        return m.ERROR, (code, request_type, 0, 0, 0, 0, reason)
 
     def denied(self, code, request_type, reason, role):
         """Answer a request the guard refused, count it and log it. role is 0 unless the tag
@@ -77,82 +103,81 @@ class Dispatcher:
         if role or now - self._last_unproven >= UNPROVEN_LOG_S or now < self._last_unproven:
             if not role:
                 self._last_unproven = now
-            self.role = role
-            self.record(m.EV_REFUSED, code, request_type)
-        return m.ERROR, (code, request_type, reason)
+            self.therapy.role = role
+            self.therapy.record(m.EV_REFUSED, code, type_=request_type)
+            self.therapy.role = 0
+        return m.ERROR, (code, request_type, 0, 0, 0, 0, reason)
 
-    def _challenge(self, values):
+    def _challenge(self):
         slot = self.guard.open(self.random_bytes(m.NONCE_SIZE))
         return (slot, self.guard.nonces[slot])
 
-    def _info(self, values):
+    def _info(self):
         p = self.pump
-        return (m.VERSION, self.board_id, p.reservoir_nl, p.step_nl, self.fw_version)
+        return (m.VERSION, self.board_id, p.capacity_nl, p.step_nl, self.fw_version)
 
-    def _status(self, values):
+    def status(self):
         p = self.pump
+        t = self.therapy
         return (
-            p.mode,
-            p.daily_dose_ng,
+            t.mode,
+            t.phase,
+            t.daily_ng,
             p.concentration,
-            p.rate_nl_day(),
+            p.basal_nl_day,
+            t.bolus_kind,
+            p.bolus_left_ng(),
+            p.window.total_ng() & 0xFFFFFFFF,
             p.delivered_nl() & 0xFFFFFFFF,
             p.delivered_ng() & 0xFFFFFFFF,
             p.volume_nl,
             p.uptime_s,
             p.clock_s(),
-            p.dry_at_s() & 0xFFFFFFFF,
+            t.low_at_s & 0xFFFFFFFF,
+            t.refill_at_s & 0xFFFFFFFF,
+            t.dry_at_s & 0xFFFFFFFF,
+            t.alarms.active,
+            t.sessions(),
             p.battery_mv,
             self.frame_errors,
         )
 
-    def _set_continuous(self, values):
-        dose, conc = values
-        self.pump.set_continuous(dose, conc)
-        self.record(m.EV_PROGRAM, dose, conc)
-        return (dose, conc, self.pump.rate_nl_day())
-
-    def _stop(self, values):
-        reason, confirm = values
-        self.pump.stop(reason, confirm)
-        self.record(m.EV_STOP, reason)
-        return (reason,)
-
     def telemetry(self):
         """The values of a TELEMETRY event."""
-        status = self._status(())
+        status = self.status()
         return tuple(status[i] for i in _TELEMETRY_AT)
 
-    def _set_telemetry(self, values):
-        self.telemetry_ms = values[0] * 1000
+    def _set_telemetry(self, period_s):
+        self.telemetry_ms = period_s * 1000
         self.telemetry_due = 0  # the first one at once
-        return values
+        return (period_s,)
 
-    def _counters(self, values):
+    def _counters(self):
         return tuple(self.error_counts[1:])
 
-    def _read_log(self, values):
-        """The first event held at or after the number asked for (older ones are dropped)."""
+    def _read_log(self, number, count):
+        """Up to `count` events held at or after `number` (older ones are dropped)."""
         log = self.log
-        n = max(values[0], log.oldest())
-        entry = log.get(n)
-        if entry is None:
-            raise Refused(m.ERR_OUT_OF_RANGE, "no event %d yet: %d logged" % (n, log.total))
-        return (n, log.oldest(), log.total) + entry
+        n = max(number, log.oldest())
+        events = []
+        while len(events) < count and n < log.total:
+            events.append((n,) + log.get(n))
+            n += 1
+        return (log.oldest(), log.total, tuple(events))
 
-    def _set_clock(self, values):
-        moved = values[0] - self.pump.clock_s()
-        self.pump.set_clock(values[0])
+    def _set_clock(self, time_s):
+        moved = time_s - self.pump.clock_s()
+        self.therapy.set_clock(time_s)
         # The log's details are i32: the move in seconds (clamped), not the clock itself.
-        self.record(m.EV_CLOCK_SET, max(-0x80000000, min(0x7FFFFFFF, moved)))
+        self.therapy.record(m.EV_CLOCK_SET, moved)
         return (self.pump.clock_s(),)
 
-    def _enter_repl(self, values):
-        if values[0] != m.REPL_CONFIRM:
+    def _enter_repl(self, confirm):
+        if confirm != m.REPL_CONFIRM:
             raise Refused(m.ERR_NOT_CONFIRMED, "needs the confirmation word 0x%08X"
                           % m.REPL_CONFIRM)
-        if self.pump.mode != m.MODE_STOPPED:
+        if self.therapy.mode != m.MODE_STOPPED:
             raise Refused(m.ERR_INVALID_STATE, "delivery is running: stop it before the REPL")
         self.repl_requested = True
-        self.record(m.EV_REPL)
+        self.therapy.record(m.EV_REPL)
         return ()

@@ -3,8 +3,8 @@
 
 import struct
 
-RECORD = "<IBBii"  # time_s, event, role, a, b
-RECORD_SIZE = 14
+RECORD = "<IBBBBiii"  # time_s, event, role, rule, type, a, b, c
+RECORD_SIZE = 20
 
 
 class EventLog:
@@ -13,9 +13,9 @@ class EventLog:
         self.ring = bytearray(capacity * RECORD_SIZE)
         self.total = 0  # events ever logged; event n (0-based) sits at n % capacity
 
-    def log(self, time_s, event, role, a, b):
+    def log(self, time_s, event, role, rule, type_, a, b, c):
         struct.pack_into(RECORD, self.ring, (self.total % self.capacity) * RECORD_SIZE,
-                         time_s, event, role, a, b)
+                         time_s, event, role, rule, type_, a, b, c)
         self.total += 1
 
     def oldest(self):
@@ -23,7 +23,8 @@ class EventLog:
         return self.total - self.capacity if self.total > self.capacity else 0
 
     def get(self, n):
-        """Event n as (time_s, event, role, a, b), or None if dropped or not yet logged."""
+        """Event n as (time_s, event, role, rule, type, a, b, c), or None if dropped or not
+        yet logged."""
         if n < self.oldest() or n >= self.total:
             return None
         return struct.unpack_from(RECORD, self.ring, (n % self.capacity) * RECORD_SIZE)

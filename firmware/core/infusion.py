@@ -26,24 +26,34 @@ class Infusion:
     def stop(self):
         self.whole = 0  # ms per step, integer part
         self.rem = 0  # remainder, in units of 1/divisor ms
-        self.divisor = 0  # daily dose in ng/day; 0 when stopped
+        self.divisor = 0  # the interval's denominator; 0 when stopped
         self.acc = 0  # carried remainder, 0 <= acc < divisor
         self.wait = NONE  # ms until the next step
 
     def start(self, daily_dose_ng, concentration):
-        """Run at a new rate. From a stop, the first step falls one full interval from now;
-        from another rate, the part of a step already run carries over (reprogramming must
-        not push the next step back, or frequent changes would deliver nothing)."""
-        num = self.step_nl * concentration * DAY_S  # may exceed a small int: done once here
+        """Run at a daily dose (ng/day) of a drug at `concentration` (mcg/mL)."""
+        # interval_ms = step_nl * concentration * 86400 / daily_dose_ng (1 nL at C mcg/mL
+        # holds C pg): may exceed a small int, but only here, once per change.
+        self.start_interval(self.step_nl * concentration * DAY_S, daily_dose_ng)
+
+    def start_volume(self, nl_per_day):
+        """Run at a volume rate (nL/day), whatever the drug."""
+        self.start_interval(self.step_nl * DAY_S * 1000, nl_per_day)
+
+    def start_interval(self, num, den):
+        """Run with one step every num / den ms. From a stop, the first step falls one full
+        interval from now; from another rate, the part of a step already run carries over
+        (reprogramming must not push the next step back, or frequent changes would deliver
+        nothing)."""
         first = -1
         if self.divisor and self.whole:
             left = self.wait if self.wait > 0 else 0  # ms to the next step at the old rate
-            den = daily_dose_ng * self.whole
-            first = (num * left + den - 1) // den  # the same fraction of the new interval
-        self.whole = num // daily_dose_ng
-        self.rem = num % daily_dose_ng
-        self.divisor = daily_dose_ng
-        self.acc = daily_dose_ng - 1  # rounds every due time up: ceil, not floor
+            d = den * self.whole
+            first = (num * left + d - 1) // d  # the same fraction of the new interval
+        self.whole = num // den
+        self.rem = num % den
+        self.divisor = den
+        self.acc = den - 1  # rounds every due time up: ceil, not floor
         self.wait = 0
         self._schedule_next()
         if 0 <= first < self.wait:

@@ -1,0 +1,658 @@
+# The therapy engine: the patient profile, the program in force (continuous, flex day, taper),
+# boluses, screening, patient boluses, refill and catheter-access-port sessions, alarms, and the
+# reservoir's dates. Every change goes through the label's rules (rules.py) and into the event
+# log. Pure: it drives the Pump (the mechanism) and takes time as elapsed milliseconds.
+
+from firmware.core import rules, schedule
+from firmware.core.alarms import Alarms
+from firmware.core.pump import Refused
+from protocol import messages as m
+
+DAY_S = 86400
+HISTORY = 16  # program changes kept for the 24 h decrease rule and escalation flags
+LEDGER = 32  # boluses authorised, kept for the 24 h ceiling
+ESCALATION_WINDOW_S = 90 * DAY_S
+ESCALATION_COUNT = 3  # the third maintenance increase within 90 days flags the catheter
+
+
+def _sooner(wait, w):
+    """The sooner of a wait (-1: none) and w ms (at least 0)."""
+    if w < 0:
+        w = 0
+    return w if wait < 0 or w < wait else wait
+
+
+def _clamp32(v):
+    return -0x80000000 if v < -0x80000000 else 0x7FFFFFFF if v > 0x7FFFFFFF else v
+
+
+class Therapy:
+    def __init__(self, pump, log, cfg):
+        """cfg: the firmware's config module (or anything with its therapy constants)."""
+        self.pump = pump
+        self.log = log
+        self.min_rate_nl_day = cfg.MIN_RATE_NL_DAY
+        self.max_bolus_nl_min = cfg.MAX_BOLUS_NL_MIN
+        self.low_nl = cfg.LOW_RESERVOIR_NL
+        self.refill_margin_s = cfg.REFILL_MARGIN_S
+        self.refill_timeout_s = cfg.REFILL_TIMEOUT_S
+        self.drain_tolerance_nl = cfg.DRAIN_TOLERANCE_NL
+        self.role = 0  # who caused what is being done (0: the pump itself)
+        self.alarms = Alarms()
+        # Patient profile
+        self.phase = m.PHASE_UNSET
+        self.origin = m.ORIGIN_SPINAL
+        self.age_years = 0
+        self.ceiling_ng = 0
+        self.catheter_nl = 0
+        self.infusion_start_s = 0
+        # The program: a day of steps; mode says whether it runs
+        self.mode = m.MODE_STOPPED
+        self.program_mode = m.MODE_STOPPED  # what RESUME returns to
+        self.steps = ()
+        self.utc_offset_min = 0
+        self.daily_ng = 0
+        self.stop_reason = 0
+        self.change_ms = -1  # ms until the next flex step or taper day; -1: none
+        self.taper_start_ng = 0
+        self.taper_target_ng = 0
+        self.taper_days = 0
+        self.taper_day = 0
+        # Program changes (time, daily dose), for the 24 h decrease rule and escalation
+        self.hist_t = [0] * HISTORY
+        self.hist_ng = [0] * HISTORY
+        self.hist_n = 0
+        self.last_increase_s = 0
+        self.increase_t = [0] * ESCALATION_COUNT  # maintenance increases, a ring
+        self.increase_n = 0
+        # Boluses authorised (time, ng), for the ceiling over any 24 h
+        self.ledger_t = [0] * LEDGER
+        self.ledger_ng = [0] * LEDGER
+        self.ledger_n = 0
+        self.bolus_kind = m.BOLUS_NONE
+        self.bolus_ng = 0
+        # Patient bolus settings and use
+        self.pb_dose_ng = 0
+        self.pb_duration_s = 600
+        self.pb_lockout_s = 0
+        self.pb_max = 0
+        self.pb_t = [0] * 24
+        self.pb_n = 0
+        # Screening history: (time_s, dose_ng, duration_s)
+        self.screens = []
+        # Sessions. Deadlines in uptime seconds: the steady state compares small ints (the
+        # pump clock, near 2**31, would be a big int on MicroPython and allocate).
+        self.refill_end_up = 0  # uptime when an open refill session is aborted; 0: none
+        self.refill_expected_nl = 0
+        self.cap_end_up = 0  # uptime when the CAP session closes; 0: none
+        # The reservoir's dates at the program in force (computed on each change)
+        self.low_at_s = 0
+        self.refill_at_s = 0
+        self.refill_due_up = -1  # refill_at_s as uptime, for the alarm; -1: none
+        self.dry_at_s = 0
+
+    # -- the log ---------------------------------------------------------------------------
+
+    def record(self, event, a=0, b=0, c=0, rule=0, type_=0):
+        self.log.log(self.pump.clock_s(), event, self.role, rule, type_, _clamp32(a),
+                     _clamp32(b), _clamp32(c))
+
+    # -- the patient -------------------------------------------------------------------------
+
+    def set_profile(self, origin, age_years, phase, ceiling_ng, catheter_nl, infusion_start_s):
+        rules.check_age(age_years)
+        started = self.infusion_start_s or self.hist_n
+        if phase == m.PHASE_SCREENING and started:
+            rules.refuse(m.ERR_INVALID_STATE, m.RULE_PHASE, phase, self.phase,
+                         "infusion has started: no going back to screening")
+        if self.daily_ng + self.boluses_24h() > ceiling_ng and self.program_mode:
+            rules.refuse(m.ERR_LIMIT, m.RULE_HARD_CEILING, ceiling_ng,
+                         self.daily_ng + self.boluses_24h(),
+                         "the ceiling is under the program in force and the last 24 h boluses")
+        self.origin = origin
+        self.age_years = age_years
+        self.phase = phase
+        self.ceiling_ng = ceiling_ng
+        self.catheter_nl = catheter_nl
+        if infusion_start_s:
+            self.infusion_start_s = infusion_start_s
+        self.record(m.EV_PROFILE, age_years, ceiling_ng, origin << 8 | phase)
+        return self.profile()
+
+    def profile(self):
+        return (self.origin, self.age_years, self.phase, self.ceiling_ng, self.catheter_nl,
+                self.infusion_start_s)
+
+    # -- programs ----------------------------------------------------------------------------
+
+    def set_continuous(self, daily_ng, confirm):
+        self._program(m.MODE_CONTINUOUS, ((0, daily_ng),), self.utc_offset_min, confirm)
+        return self.program()
+
+    def set_flex(self, confirm, utc_offset_min, steps):
+        why = schedule.valid(steps)
+        if why:
+            rules.refuse(m.ERR_LIMIT, m.RULE_FLEX_STEPS, len(steps), m.FLEX_STEPS_MAX, why)
+        self._program(m.MODE_FLEX, tuple(steps), utc_offset_min, confirm)
+        return self.program()
+
+    def set_taper(self, target_ng, days, confirm):
+        start = self.daily_ng
+        if not self.program_mode or target_ng >= start:
+            rules.refuse(m.ERR_LIMIT, m.RULE_TAPER, target_ng, start,
+                         "a taper steps down from the dose in force")
+        step = (start - target_ng + days - 1) // days
+        # Each day's cut relative to the day before is largest at the end.
+        if step * 100 > rules.LARGE_DECREASE_PCT * (target_ng + step) and not (
+                confirm & m.CONFIRM_LARGE_DECREASE):
+            rules.refuse(m.ERR_NOT_CONFIRMED, m.RULE_LARGE_DECREASE, target_ng, start,
+                         "the taper's last days cut more than 20 %: confirm it")
+        self._require_running_setup()
+        self.taper_start_ng = start
+        self.taper_target_ng = target_ng
+        self.taper_days = days
+        self.taper_day = 0
+        self._push_history(start)  # a taper is a decrease: no rule but the log
+        self.mode = self.program_mode = m.MODE_TAPER
+        self.steps = ((0, start),)
+        self.stop_reason = 0
+        self._run()
+        self.record(m.EV_PROGRAM, target_ng, start, m.MODE_TAPER)
+        return (start, target_ng, days, step, self.pump.clock_s() + days * DAY_S)
+
+    def _taper_dose(self):
+        step = (self.taper_start_ng - self.taper_target_ng + self.taper_days - 1) // (
+            self.taper_days)
+        dose = self.taper_start_ng - step * self.taper_day
+        return dose if dose > self.taper_target_ng else self.taper_target_ng
+
+    def _require_running_setup(self):
+        if self.phase == m.PHASE_UNSET:
+            rules.refuse(m.ERR_INVALID_STATE, m.RULE_PROFILE_REQUIRED, 0, 0,
+                         "no patient profile: set one first")
+        if self.phase == m.PHASE_SCREENING:
+            rules.refuse(m.ERR_INVALID_STATE, m.RULE_PHASE, self.phase, m.PHASE_TITRATION,
+                         "screening phase: boluses only, no program (label 2.2)")
+        if not self.pump.concentration:
+            rules.refuse(m.ERR_INVALID_STATE, m.RULE_RESERVOIR, 0, 0,
+                         "no drug in the reservoir: refill first")
+
+    def _program(self, mode, steps, utc_offset_min, confirm):
+        self._require_running_setup()
+        p = self.pump
+        now = p.clock_s()
+        new = schedule.daily_dose(steps)
+        self._check_rate(steps, p.concentration)
+        rules.check_ceiling(new, self.boluses_24h(), self.ceiling_ng)
+        rules.check_high_dose(new, confirm)
+        old = self.daily_ng
+        first = not self.hist_n
+        if first:
+            rules.check_starting_dose(new, self.screens[-1][1] if self.screens else 0)
+        elif new > old:
+            rules.check_increase(
+                new, old, self.phase,
+                rules.step_pct(self.origin, self.age_years, self.phase == m.PHASE_MAINTENANCE),
+                now, self.infusion_start_s, self.last_increase_s, self.refill_end_up != 0)
+        elif new < old:
+            rules.check_decrease(new, self.highest_24h(now), confirm)
+        # Every rule passed: the change is made whole.
+        if not self.infusion_start_s:
+            self.infusion_start_s = now
+        if not first and new > old:
+            self.last_increase_s = now
+            self._escalation(new, old)
+        self._push_history(new)
+        self.steps = steps
+        self.utc_offset_min = utc_offset_min
+        self.mode = self.program_mode = mode
+        self.stop_reason = 0
+        self._run()
+        self.record(m.EV_PROGRAM, new, old, mode)
+
+    def _check_rate(self, steps, concentration):
+        top = 0
+        for _start, dose in steps:
+            if dose > top:
+                top = dose
+        rate = (top * 1000 + concentration - 1) // concentration
+        if rate > self.pump.max_rate_nl_day:
+            rules.refuse(m.ERR_LIMIT, m.RULE_PUMP_RATE, rate, self.pump.max_rate_nl_day,
+                         "%d nL/day over the pump's maximum rate" % rate)
+
+    def _escalation(self, new, old):
+        """Maintenance increases that hint at a catheter problem (label 2.6): one at the
+        largest step allowed, or the third within 90 days. Flagged, logged; not refused."""
+        if self.phase != m.PHASE_MAINTENANCE:
+            return
+        now = self.pump.clock_s()
+        self.increase_t[self.increase_n % ESCALATION_COUNT] = now
+        self.increase_n += 1
+        pct = rules.step_pct(self.origin, self.age_years, True)
+        recent = 0
+        for t in self.increase_t:
+            if t and now - t < ESCALATION_WINDOW_S:
+                recent += 1
+        if new >= old * (100 + pct) // 100 or recent >= ESCALATION_COUNT:
+            self.record(m.EV_ESCALATION, new, old, recent)
+            self._alarm(m.ALARM_ESCALATION, True)
+
+    def _push_history(self, daily_ng):
+        i = self.hist_n % HISTORY
+        self.hist_t[i] = self.pump.clock_s()
+        self.hist_ng[i] = daily_ng
+        self.hist_n += 1
+        self.daily_ng = daily_ng
+
+    def highest_24h(self, now):
+        """The highest daily dose in force at any time in the last 24 h."""
+        top = self.daily_ng
+        n = self.hist_n if self.hist_n < HISTORY else HISTORY
+        for k in range(n):
+            i = (self.hist_n - 1 - k) % HISTORY
+            if self.hist_ng[i] > top:
+                top = self.hist_ng[i]
+            if now - self.hist_t[i] >= DAY_S:
+                break  # this one was in force 24 h ago: older ones were not
+        return top
+
+    def boluses_24h(self):
+        now = self.pump.clock_s()
+        total = 0
+        for i in range(LEDGER):
+            if self.ledger_ng[i] and now - self.ledger_t[i] < DAY_S:
+                total += self.ledger_ng[i]
+        return total
+
+    def program(self):
+        return (self.mode, self.daily_ng, self.pump.basal_nl_day, self.utc_offset_min,
+                self.steps)
+
+    def _run(self):
+        """Run the step of the program in force now; schedule the next change."""
+        p = self.pump
+        if self.mode == m.MODE_TAPER:
+            dose = self._taper_dose()
+            self.steps = ((0, dose),)
+            self.daily_ng = dose
+            self.change_ms = -1
+            if dose > self.taper_target_ng:
+                self.change_ms = DAY_S * 1000
+            elif self.taper_day:  # the target reached: it stays as continuous infusion
+                self.mode = self.program_mode = m.MODE_CONTINUOUS
+            p.run_dose(dose)
+        else:
+            sod = schedule.local_s(p.clock_s(), self.utc_offset_min)
+            p.run_dose(self.steps[schedule.index_at(self.steps, sod)][1])
+            self.change_ms = -1
+            if len(self.steps) > 1:
+                self.change_ms = schedule.s_until_change(self.steps, sod) * 1000 - p._ms
+        self._dates()
+
+    # -- stopping and holding ----------------------------------------------------------------
+
+    def stop(self, reason, confirm):
+        if confirm != m.STOP_CONFIRM:
+            rules.refuse(m.ERR_NOT_CONFIRMED, m.RULE_STOP_REASON, reason, 0,
+                         "stop needs the confirmation word 0x%08X (boxed warning)"
+                         % m.STOP_CONFIRM)
+        self._end_bolus()
+        self.pump.halt()
+        self.mode = m.MODE_STOPPED
+        self.change_ms = -1
+        self.stop_reason = reason
+        self.record(m.EV_STOP, reason)
+        self._dates()
+        return (reason,)
+
+    def suspend(self, reason, confirm):
+        if confirm != m.STOP_CONFIRM:
+            rules.refuse(m.ERR_NOT_CONFIRMED, m.RULE_STOP_REASON, reason, 0,
+                         "suspend needs the confirmation word 0x%08X" % m.STOP_CONFIRM)
+        if not self.program_mode:
+            rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "no program to hold")
+        p = self.pump
+        # Never more than the program itself would give: a low program keeps its own rate.
+        rate = self.min_rate_nl_day
+        prog = (self.daily_ng * 1000) // p.concentration if p.concentration else 0
+        if prog < rate:
+            rate = prog
+        self._end_bolus()
+        p.halt()
+        if rate:
+            p.run_volume(rate)
+        self.mode = m.MODE_MINIMUM
+        self.change_ms = -1
+        self.stop_reason = reason
+        self.record(m.EV_SUSPEND, reason)
+        self._dates()
+        return (reason, p.basal_nl_day)
+
+    def resume(self):
+        if not self.program_mode:
+            rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "no program to resume")
+        if self.mode == self.program_mode:
+            rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "the program is running")
+        self.mode = self.program_mode
+        self.stop_reason = 0
+        self._run()
+        self.record(m.EV_RESUME, self.mode)
+        return self.program()
+
+    # -- boluses -----------------------------------------------------------------------------
+
+    def bolus(self, dose_ng, duration_s):
+        self._require_running_setup()  # in screening, only SCREEN's doses
+        return self._bolus(m.BOLUS_CLINICIAN, dose_ng, duration_s)
+
+    def prime(self, duration_s):
+        self._require_running_setup()
+        if not self.catheter_nl:
+            rules.refuse(m.ERR_INVALID_STATE, m.RULE_PROFILE_REQUIRED, 0, 0,
+                         "no catheter volume in the profile")
+        conc = self.pump.concentration
+        return self._bolus(m.BOLUS_PRIMING, self.catheter_nl * conc // 1000, duration_s)
+
+    def screen(self, dose_ng, duration_s):
+        if self.phase != m.PHASE_SCREENING:
+            rules.refuse(m.ERR_INVALID_STATE, m.RULE_PHASE, self.phase, m.PHASE_SCREENING,
+                         "screening boluses only in the screening phase (label 2.2)")
+        now = self.pump.clock_s()
+        given = [s[1] for s in self.screens]
+        rules.check_screening(dose_ng, duration_s, given,
+                              self.screens[-1][0] if self.screens else 0, now, self.age_years)
+        out = self._bolus(m.BOLUS_SCREENING, dose_ng, duration_s)
+        self.screens.append((now, out[1], duration_s))
+        return out
+
+    def screening(self):
+        given = [s[1] for s in self.screens]
+        nxt = rules.screening_next(given)
+        at = self.screens[-1][0] + rules.SCREENING_GAP_S if self.screens and nxt else 0
+        return (nxt, at, tuple(self.screens))
+
+    def set_patient_bolus(self, dose_ng, duration_s, lockout_s, max_per_day):
+        if dose_ng:
+            self._require_running_setup()
+            room = self.ceiling_ng - self.daily_ng
+            if dose_ng * max_per_day > room:
+                rules.refuse(m.ERR_LIMIT, m.RULE_BOLUS_CEILING, dose_ng,
+                             room // max_per_day if max_per_day else room,
+                             "the daily maximum of patient boluses would pass the ceiling")
+        self.pb_dose_ng = dose_ng
+        self.pb_duration_s = duration_s
+        self.pb_lockout_s = lockout_s
+        self.pb_max = max_per_day if dose_ng else 0
+        self.record(m.EV_PATIENT_BOLUS_SET, dose_ng, lockout_s, self.pb_max)
+        return self.patient_bolus_state()
+
+    def patient_bolus_state(self):
+        now = self.pump.clock_s()
+        used, wait = self._pb_use(now)
+        return (self.pb_dose_ng, self.pb_duration_s, self.pb_lockout_s, self.pb_max, used,
+                now + wait if self.pb_dose_ng else 0)
+
+    def _pb_use(self, now):
+        """(patient boluses in the last 24 h, s until the next is allowed)."""
+        used = 0
+        oldest = now
+        last = 0
+        for t in self.pb_t:
+            if t and now - t < DAY_S:
+                used += 1
+                if t < oldest:
+                    oldest = t
+                if t > last:
+                    last = t
+        wait = 0
+        if last and now - last < self.pb_lockout_s:
+            wait = self.pb_lockout_s - (now - last)
+        if used >= self.pb_max and self.pb_max:
+            w = DAY_S - (now - oldest)
+            if w > wait:
+                wait = w
+        return used, wait
+
+    def patient_bolus(self):
+        if not self.pb_dose_ng:
+            rules.refuse(m.ERR_INVALID_STATE, m.RULE_PATIENT_BOLUS_OFF, 0, 0,
+                         "patient boluses are off")
+        if self.mode in (m.MODE_STOPPED, m.MODE_MINIMUM):
+            rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "therapy is held: no patient bolus")
+        now = self.pump.clock_s()
+        used, wait = self._pb_use(now)
+        if used >= self.pb_max:
+            rules.refuse(m.ERR_TOO_SOON, m.RULE_PATIENT_BOLUS_MAX, used + 1, self.pb_max,
+                         "%d patient boluses in 24 h already" % used, wait)
+        if wait:
+            rules.refuse(m.ERR_TOO_SOON, m.RULE_PATIENT_BOLUS_LOCKOUT, self.pb_lockout_s,
+                         self.pb_lockout_s, "inside the lockout", wait)
+        out = self._bolus(m.BOLUS_PATIENT, self.pb_dose_ng, self.pb_duration_s)
+        oldest = 0
+        for i in range(len(self.pb_t)):
+            if self.pb_t[i] < self.pb_t[oldest]:
+                oldest = i
+        self.pb_t[oldest] = now
+        return out
+
+    def _bolus(self, kind, dose_ng, duration_s):
+        p = self.pump
+        if not p.concentration:
+            rules.refuse(m.ERR_INVALID_STATE, m.RULE_RESERVOIR, 0, 0,
+                         "no drug in the reservoir: refill first")
+        if p.bolus_steps:
+            rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "a bolus is running")
+        if p.held:
+            rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "a refill session holds the outlet")
+        pg_step = p.pg_per_step()
+        steps = dose_ng * 1000 // pg_step  # whole steps, rounded down: never over the dose
+        if steps == 0:
+            rules.refuse(m.ERR_OUT_OF_RANGE, 0, dose_ng, 0, "less than one motor step")
+        volume = steps * p.step_nl
+        if volume * 60 > self.max_bolus_nl_min * duration_s:
+            rules.refuse(m.ERR_LIMIT, m.RULE_PUMP_RATE, volume * 1440 // (duration_s // 60 or 1),
+                         self.max_bolus_nl_min * 1440, "faster than the pump's bolus rate")
+        dose = steps * pg_step // 1000
+        room = self.ceiling_ng - self.daily_ng - self.boluses_24h()
+        if dose > room:
+            rules.refuse(m.ERR_LIMIT, m.RULE_BOLUS_CEILING, dose, room if room > 0 else 0,
+                         "the bolus would pass the hard ceiling over 24 h")
+        slot = 0
+        for i in range(LEDGER):
+            if self.ledger_t[i] < self.ledger_t[slot]:
+                slot = i
+        if self.ledger_ng[slot] and p.clock_s() - self.ledger_t[slot] < DAY_S:
+            rules.refuse(m.ERR_INVALID_STATE, 0, LEDGER, LEDGER, "too many boluses in 24 h")
+        self.ledger_t[slot] = p.clock_s()
+        self.ledger_ng[slot] = dose
+        self.ledger_n += 1
+        p.start_bolus(steps, duration_s * 1000)
+        self.bolus_kind = kind
+        self.bolus_ng = dose
+        self.record(m.EV_BOLUS, dose, duration_s, volume, type_=kind)
+        return (kind, dose, volume, duration_s, p.clock_s() + duration_s)
+
+    def _end_bolus(self):
+        """Log the bolus that ended or was cut short."""
+        if not self.bolus_kind:
+            return
+        left = self.pump.cancel_bolus() * self.pump.pg_per_step() // 1000
+        self.record(m.EV_BOLUS_DONE, self.bolus_ng - left, left, type_=self.bolus_kind)
+        self.bolus_kind = m.BOLUS_NONE
+        self.bolus_ng = 0
+
+    # -- refill and catheter access port sessions --------------------------------------------
+
+    def refill_begin(self):
+        if self.phase == m.PHASE_UNSET:
+            self._require_running_setup()
+        if self.refill_end_up or self.cap_end_up:
+            rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "a refill or CAP session is open")
+        p = self.pump
+        self._end_bolus()
+        p.held = True
+        self.refill_end_up = p.uptime_s + self.refill_timeout_s
+        self.refill_expected_nl = p.volume_nl
+        self.record(m.EV_REFILL_BEGIN, p.volume_nl)
+        return (p.volume_nl, p.capacity_nl, p.concentration)
+
+    def refill_commit(self, drained_nl, fill_nl, drug, conc, conc_again, confirm):
+        if not self.refill_end_up:
+            rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "no refill session is open")
+        if conc != conc_again:
+            rules.refuse(m.ERR_NOT_CONFIRMED, m.RULE_CONCENTRATION, conc, conc_again,
+                         "the two concentration entries differ")
+        rules.check_concentration(conc, confirm)
+        p = self.pump
+        if fill_nl > p.capacity_nl:
+            rules.refuse(m.ERR_LIMIT, m.RULE_OVERFILL, fill_nl, p.capacity_nl,
+                         "more than the reservoir holds (label 5.1)")
+        expected = self.refill_expected_nl
+        diff = drained_nl - expected if drained_nl > expected else expected - drained_nl
+        if diff * 5 > expected and diff > self.drain_tolerance_nl and not (
+                confirm & m.CONFIRM_DRAIN_MISMATCH):
+            rules.refuse(m.ERR_NOT_CONFIRMED, m.RULE_DRAIN_MISMATCH, drained_nl, expected,
+                         "drained volume more than 20 % off the expected: explain, confirm")
+        if self.program_mode and fill_nl:
+            self._check_rate(self.steps, conc)
+        p.fill(fill_nl, conc)
+        p.held = False
+        self.refill_end_up = 0
+        if self.mode not in (m.MODE_STOPPED, m.MODE_MINIMUM):
+            self._run()  # the same dose at the new concentration
+        self._dates()
+        self.record(m.EV_REFILL_COMMIT, fill_nl, conc, drained_nl)
+        return (p.volume_nl, conc, expected, self.low_at_s, self.refill_at_s)
+
+    def refill_abort(self, timed_out=False):
+        if not self.refill_end_up:
+            rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "no refill session is open")
+        self.pump.held = False
+        self.refill_end_up = 0
+        self.record(m.EV_REFILL_ABORT, 1 if timed_out else 0)
+        return ()
+
+    def cap_begin(self, duration_s):
+        if self.refill_end_up or self.cap_end_up:
+            rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "a refill or CAP session is open")
+        self.cap_end_up = self.pump.uptime_s + duration_s
+        until = self.pump.clock_s() + duration_s
+        self.record(m.EV_CAP_BEGIN, until)
+        return (until,)
+
+    def cap_end(self, timed_out=False):
+        if not self.cap_end_up:
+            rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "no CAP session is open")
+        self.cap_end_up = 0
+        self.record(m.EV_CAP_END, 1 if timed_out else 0)
+        return ()
+
+    def sessions(self):
+        return (m.SESSION_REFILL if self.refill_end_up else 0) | (
+            m.SESSION_CAP if self.cap_end_up else 0)
+
+    # -- alarms ------------------------------------------------------------------------------
+
+    def _alarm(self, alarm, on):
+        if self.alarms.set(alarm, on):
+            self.record(m.EV_ALARM, alarm, 1 if on else 0)
+
+    def alarm_state(self):
+        a = self.alarms
+        return (a.active, a.unacked, a.silenced_until)
+
+    def alarm_ack(self, alarm):
+        self.alarms.ack(alarm)
+        if alarm == m.ALARM_ESCALATION:  # a notice: acknowledged means seen and handled
+            self._alarm(alarm, False)
+        self.record(m.EV_ALARM_ACK, alarm)
+        return self.alarm_state()
+
+    def alarm_silence(self, minutes):
+        self.alarms.silence(self.pump.clock_s() + minutes * 60)
+        self.record(m.EV_ALARM_SILENCE, minutes)
+        return self.alarm_state()
+
+    # -- time --------------------------------------------------------------------------------
+
+    def advance(self, elapsed_ms):
+        """Let time pass: steps out, program changes, session time-outs, reservoir alarms.
+        The steady state only compares and adds small ints."""
+        p = self.pump
+        steps = p.advance(elapsed_ms)
+        role = self.role
+        self.role = 0
+        if p.gap_steps:
+            self.record(m.EV_DELIVERY_GAP, p.gap_steps)
+        if p.just_ran_dry:
+            self.record(m.EV_RESERVOIR_EMPTY)
+        if p.bolus_ended:
+            self._end_bolus()
+            self._dates()
+        if self.change_ms >= 0:
+            self.change_ms -= elapsed_ms
+            if self.change_ms <= 0:
+                if self.mode == m.MODE_TAPER:
+                    self.taper_day += 1
+                self._run()
+        up = p.uptime_s
+        if self.refill_end_up and up >= self.refill_end_up:
+            self.refill_abort(True)
+        if self.cap_end_up and up >= self.cap_end_up:
+            self.cap_end(True)
+        if p.concentration:
+            self._alarm(m.ALARM_LOW_RESERVOIR, p.volume_nl <= self.low_nl)
+            self._alarm(m.ALARM_RESERVOIR_EMPTY, p.volume_nl < p.step_nl)
+            self._alarm(m.ALARM_REFILL_DUE, 0 <= self.refill_due_up <= up)
+        self.role = role
+        return steps
+
+    def ms_until_event(self):
+        """ms until something the therapy must do on time (a program change, a session
+        closing); -1 if nothing."""
+        wait = self.change_ms
+        up = self.pump.uptime_s
+        if self.refill_end_up:
+            wait = _sooner(wait, (self.refill_end_up - up) * 1000)
+        if self.cap_end_up:
+            wait = _sooner(wait, (self.cap_end_up - up) * 1000)
+        return wait
+
+    def set_clock(self, clock_s):
+        self.pump.set_clock(clock_s)
+        if self.mode in (m.MODE_CONTINUOUS, m.MODE_FLEX):
+            self._run()  # the day's steps follow the new clock
+        else:
+            self._dates()
+
+    def _dates(self):
+        """When the reservoir reaches the low level, when a refill is due, when it runs dry,
+        at the program in force (the basal program; a bolus only brings them forward, and
+        they are computed again when it ends)."""
+        p = self.pump
+        now = p.clock_s()
+        self.low_at_s = self.refill_at_s = self.dry_at_s = 0
+        self.refill_due_up = -1
+        if self.mode == m.MODE_STOPPED or not p.concentration:
+            return
+        usable = p.volume_nl - p.volume_nl % p.step_nl
+        if self.mode == m.MODE_MINIMUM:
+            rate = p.basal_nl_day
+            if not rate:
+                return
+            dry = usable * DAY_S // rate
+            low = (usable - self.low_nl) * DAY_S // rate if usable > self.low_nl else 0
+        else:
+            sod = schedule.local_s(now, self.utc_offset_min)
+            dry = schedule.s_to_deliver(self.steps, sod, usable, p.concentration)
+            low = 0
+            if usable > self.low_nl:
+                low = schedule.s_to_deliver(self.steps, sod, usable - self.low_nl,
+                                            p.concentration)
+        self.dry_at_s = now + dry
+        self.low_at_s = now + low
+        due = low - self.refill_margin_s
+        if due < 0:
+            due = 0
+        self.refill_at_s = now + due
+        self.refill_due_up = p.uptime_s + due

@@ -1,0 +1,36 @@
+# Dose delivered in the last 24 h: a ring of quarter-hour buckets of ng, the current one and
+# the 96 before it, so the sum covers the last 24 h to 24 h 15 min (it never under-counts).
+# Preallocated; rolling only stores ints.
+
+BUCKET_S = 900
+BUCKETS = 97  # 24 h of whole buckets, and the current one
+
+
+class DoseWindow:
+    def __init__(self):
+        self.ng = [0] * BUCKETS
+        self.pg = 0  # below 1 ng, carried into the next add
+        self.at = 0  # uptime_s // BUCKET_S of the current bucket
+
+    def roll(self, uptime_s):
+        """Move to the bucket of uptime_s, emptying those passed over."""
+        now = uptime_s // BUCKET_S
+        if now - self.at >= BUCKETS:
+            for i in range(BUCKETS):
+                self.ng[i] = 0
+        else:
+            while self.at < now:
+                self.at += 1
+                self.ng[self.at % BUCKETS] = 0
+        self.at = now
+
+    def add_pg(self, pg):
+        pg += self.pg
+        self.ng[self.at % BUCKETS] += pg // 1000
+        self.pg = pg % 1000
+
+    def total_ng(self):
+        t = 0
+        for v in self.ng:
+            t += v
+        return t
