@@ -51,7 +51,8 @@ CLOCK_MAX = 4102444800
 DOSE_MAX_NG_DAY = 20_000_000  # 20 mg/day: far above any labelled dose (max seen 2003 mcg/day)
 BOLUS_MAX_NG = 2_000_000  # 2 mg: the largest single bolus the wire can carry
 FLEX_STEPS_MAX = 24  # a flex day has up to 24 steps (the label's example needs 2; issue: 10+)
-LOG_PAGE = 8  # events per READ_LOG answer at most
+LOG_PAGE_EVENTS = 8  # events per READ_LOG answer at most
+LOG_PAGE = LOG_PAGE_EVENTS  # old name, going: LOG_PAGE becomes the message type
 
 # Enums: name -> ((value, label), ...)
 ENUMS = {
@@ -69,6 +70,7 @@ ENUMS = {
         (3, "maintenance"),  # increases at refill visits (label 2.6)
     ),
     "origin": (
+        (0, "unset"),  # only in PROFILE, before a profile is set
         (1, "spinal"),
         (2, "cerebral"),
     ),
@@ -158,6 +160,8 @@ ALARMS = (
     (11, "escalation", 0),  # large or repeated increases: check the catheter (label 2.6)
 )
 ENUMS["alarm"] = tuple((a, name) for a, name, _level in ALARMS)
+FLAGS["alarms"] = tuple((1 << (a - 1), name) for a, name, _level in ALARMS)
+ALARM_BITS = (1 << len(ALARMS)) - 1
 
 # Clinical rules a refusal can name: (id, name, unit of requested/allowed, label section).
 RULES = (
@@ -246,7 +250,7 @@ STATUS_FIELDS = (
     ("refill_at_s", "I", 0, U32, None,
      "refill due: the low-reservoir date less the scheduling margin; 0: none"),
     ("dry_at_s", "I", 0, U32, None, "pump clock when the reservoir runs dry; 0: never"),
-    ("alarms", "H", 0, 0xFFFF, None, "active alarms: bit (alarm - 1)"),
+    ("alarms", "H", 0, ALARM_BITS, "alarms", "active alarms: bit (alarm - 1)"),
     ("sessions", "B", 0, 3, "sessions", "refill or CAP session open"),
     ("battery_mv", "H", 0, 0xFFFF, None, "battery voltage, mV (read each minute)"),
     ("frame_errors", "H", 0, 0xFFFF, None, "unreadable frames since boot (line noise)"),
@@ -267,8 +271,12 @@ PROFILE_FIELDS = (
      "when infusion started; 0: at the first program"),
 )
 # PROFILE answers with phase 0 when no profile is set; SET_PROFILE cannot set it.
-PROFILE_STATE_FIELDS = (PROFILE_FIELDS[:2] + (("phase", "B", 0, 3, "phase", ""),)
-                        + PROFILE_FIELDS[3:])
+PROFILE_STATE_FIELDS = (
+    ("origin", "B", 0, 2, "origin", "origin of the spasticity"),
+    PROFILE_FIELDS[1],
+    ("phase", "B", 0, 3, "phase", ""),
+    ("ceiling_ng", "I", 0, DOSE_MAX_NG_DAY, None, "hard daily ceiling, ng/day"),
+) + PROFILE_FIELDS[4:]
 STEP_FIELDS = (
     ("start_min", "H", 0, 1439, None, "minute of the day (local time) the step starts"),
     ("daily_dose_ng", "I", 1000, DOSE_MAX_NG_DAY, None, "rate during the step, as ng/day"),
@@ -301,7 +309,7 @@ SCREEN_FIELDS = (
 LOG_FIELDS = (
     ("number", "I", 0, U32, None, "the event's number"),
     ("time_s", "I", 0, U32, None, "pump clock, s since 1970"),
-    ("event", "B", 1, 24, "event", ""),
+    ("event", "B", 1, ENUMS["event"][-1][0], "event", ""),
     ("role", "B", 0, 3, None, "who caused it (0: the pump itself)"),
     ("rule", "B", 0, len(RULES), "rule", "the rule that refused it"),
     ("type", "B", 0, 255, None, "request type, or bolus kind"),
@@ -310,8 +318,8 @@ LOG_FIELDS = (
     ("c", "i", -0x80000000, 0x7FFFFFFF, None, "third detail"),
 )
 ALARM_STATE_FIELDS = (
-    ("alarms", "H", 0, 0xFFFF, None, "active: bit (alarm - 1)"),
-    ("unacknowledged", "H", 0, 0xFFFF, None, "active and not yet acknowledged"),
+    ("alarms", "H", 0, ALARM_BITS, "alarms", "active"),
+    ("unacknowledged", "H", 0, ALARM_BITS, "alarms", "active and not yet acknowledged"),
     ("silenced_until_s", "I", 0, U32, None, "pump clock until which tones are off; 0: not"),
 )
 REASON_FIELD = ("reason", "B", 1, 4, "stop_reason", "")
@@ -355,13 +363,13 @@ MESSAGES = (
     ), "How many requests and frames were refused, by error code (wrapping at 65535)."),
     (0x08, "READ_LOG", "req", (
         ("number", "I", 0, U32, None, "first event number to read (0 = the first ever)"),
-        ("count", "B", 1, LOG_PAGE, None, "events wanted"),
+        ("count", "B", 1, LOG_PAGE_EVENTS, None, "events wanted"),
     ), "A page of the event log: up to `count` events held at or after `number` (the log"
        " drops its oldest). Past the newest, an empty page."),
     (0x88, "LOG_PAGE", "resp", (
         ("oldest", "I", 0, U32, None, "number of the oldest event still held"),
         ("total", "I", 0, U32, None, "events logged so far (the next number)"),
-        ("events", "list", 0, LOG_PAGE, LOG_FIELDS, ""),
+        ("events", "list", 0, LOG_PAGE_EVENTS, LOG_FIELDS, ""),
     ), "Events: when, what, who, the rule, and three details."),
     (0x09, "SET_CLOCK", "req", (
         ("time_s", "I", CLOCK_MIN, CLOCK_MAX, None, "s since 1970 (UTC)"),
@@ -491,7 +499,7 @@ MESSAGES = (
         ("alarm", "B", 1, len(ALARMS), "alarm", ""),
         ("active", "B", 0, 1, None, "1 raised, 0 cleared"),
         ("time_s", "I", 0, U32, None, "pump clock"),
-        ("alarms", "H", 0, 0xFFFF, None, "all active now"),
+        ("alarms", "H", 0, ALARM_BITS, "alarms", "all active now"),
     ), "Unsolicited, to every link: an alarm raised or cleared."),
     (0xFF, "ERROR", "resp", (
         ("code", "B", 1, 255, None, "one of ERRORS"),
@@ -510,11 +518,39 @@ INFO = 0x81
 GET_STATUS = 0x02
 STATUS = 0x82
 SET_CONTINUOUS = 0x03
+CONTINUOUS_OK = 0x83
 STOP = 0x04
+STOPPED = 0x84
 ENTER_REPL = 0x05
+REPL_OK = 0x85
 CHALLENGE = 0x06
+CHALLENGE_OK = 0x86
 GET_COUNTERS = 0x07
+COUNTERS = 0x87
 READ_LOG = 0x08
+CLOCK_OK = 0x89
+TELEMETRY_OK = 0x8A
+PROFILE_OK = 0x8B
+PROFILE = 0x8C
+FLEX_OK = 0x8D
+PROGRAM = 0x8E
+BOLUS_OK = 0x8F
+PRIME_OK = 0x90
+SCREEN_OK = 0x91
+PATIENT_BOLUS_OK = 0x92
+PATIENT_BOLUS_SET = 0x93
+PATIENT_BOLUS_STATE = 0x94
+SCREENING = 0x95
+SUSPENDED = 0x96
+RESUMED = 0x97
+REFILL_OPEN = 0x98
+REFILL_DONE = 0x99
+REFILL_ABORTED = 0x9A
+CAP_OPEN = 0x9B
+CAP_CLOSED = 0x9C
+ALARM_ACKED = 0x9D
+ALARM_SILENCED = 0x9E
+TAPER_OK = 0x9F
 SET_CLOCK = 0x09
 SET_TELEMETRY = 0x0A
 SET_PROFILE = 0x0B
@@ -648,6 +684,7 @@ PHASE_SCREENING = 1
 PHASE_TITRATION = 2
 PHASE_MAINTENANCE = 3
 
+ORIGIN_UNSET = 0
 ORIGIN_SPINAL = 1
 ORIGIN_CEREBRAL = 2
 

@@ -10,14 +10,28 @@ protocol/codec.py, protocol/framing.py or protocol/host_codec.py, so that the ve
 independent check of both codecs (tests/board/test_golden.py, tests/host/test_golden_host.py).
 Every CRC is also cross-checked against a bit-by-bit CRC-32 written out below.
 
+The packer below lays out every field kind of the table from the table alone: integers
+(struct codes), fixed-size bytes, "str" (u8 length + UTF-8), flag sets (an integer field whose
+enum slot names messages.FLAGS: the bits set; a bit the table does not name is refused) and
+"list" (a u8 count, then that many items, each laid out by the item fields in the enum slot).
+
 The file holds:
-  "valid": at least one vector per message type of the table:
+  "valid": at least one vector per message type of the table (frames the codec accepts; what
+      the pump's dispatcher then answers, e.g. NOT_CONFIRMED, is not in this file):
       name, type, message (its name), kind ("req"/"resp"/"event"), seq,
-      fields: {field: value} in table order; ints as ints (enum fields too), strings as
-              strings, fixed-size bytes as hex strings,
+      fields: {field: value} in table order; ints as ints (enum fields too, and flag sets as
+              the int of their bits), strings as strings, fixed-size bytes as hex strings,
+              lists as lists of {field: value} objects (one per item, the item's fields in
+              table order, valued as above),
       frame: header + payload + CRC-32 (hex, before COBS),
       wire:  COBS(frame) + 0x00 (hex).
-  "bad": frames the firmware's codec must refuse (before any authentication check):
+    Among them: lists with several items, at their largest count, and empty where the table
+    allows it; flag sets with several bits.
+  "bad": frames the firmware's codec must refuse (before any authentication check), among
+      them a list's count over its maximum or under its minimum (OUT_OF_RANGE), a count that
+      disagrees with the payload's length (BAD_LENGTH; the length is checked first), a list
+      item's field out of range (OUT_OF_RANGE), a flag set with a bit the table does not name
+      (OUT_OF_RANGE):
       name, wire (hex, delimiter included), frame (hex of the COBS-decoded frame, or null if
       the wire is not valid COBS or not decoded by the firmware),
       error: the error code name of messages.ERRORS the firmware answers with,
@@ -376,9 +390,9 @@ VALID = [
     ("counters_zero", "COUNTERS", 17, {e[1].lower(): 0 for e in m.ERRORS}),
     ("counters_each", "COUNTERS", 18, {e[1].lower(): 0x0101 * e[0] for e in m.ERRORS}),
     ("counters_max", "COUNTERS", 19, {e[1].lower(): 0xFFFF for e in m.ERRORS}),
-    ("read_log_0", "READ_LOG", 20, {"number": 0, "count": m.LOG_PAGE}),
+    ("read_log_0", "READ_LOG", 20, {"number": 0, "count": m.LOG_PAGE_EVENTS}),
     ("read_log_one", "READ_LOG", 21, {"number": 300, "count": 1}),
-    ("read_log_max", "READ_LOG", 22, {"number": 0xFFFFFFFF, "count": m.LOG_PAGE}),
+    ("read_log_max", "READ_LOG", 22, {"number": 0xFFFFFFFF, "count": m.LOG_PAGE_EVENTS}),
     ("log_page_empty_log", "LOG_PAGE", 20, {"oldest": 0, "total": 0, "events": []}),
     ("log_page_past_newest", "LOG_PAGE", 0x0100, {"oldest": 44, "total": 301, "events": []}),
     ("log_page_one_boot", "LOG_PAGE", 21,
@@ -408,6 +422,7 @@ VALID = [
     ("profile_ok", "PROFILE_OK", 28,
      profile(m.ORIGIN_SPINAL, 42, m.PHASE_SCREENING, 1_000_000, 50_000, 0)),
     ("get_profile", "GET_PROFILE", 32, {}),
+    ("profile_none_set", "PROFILE", 0x0120, profile(1, 0, m.PHASE_UNSET, 1000, 0, 0)),
     ("profile", "PROFILE", 32,
      profile(m.ORIGIN_CEREBRAL, 17, m.PHASE_MAINTENANCE, 2_000_000, 150_000, T0 - 400 * DAY)),
     ("set_flex_two_steps", "SET_FLEX", 33,
@@ -424,6 +439,8 @@ VALID = [
     ("program_flex_max", "PROGRAM", 38, program(m.MODE_FLEX, 215_000, 107_500, 840,
                                                 FLEX_MAX)),
     ("program_minimum_rate", "PROGRAM", 39, program(m.MODE_MINIMUM, 0, 48_000, 0, [])),
+    ("program_taper", "PROGRAM", 0x0127,
+     program(m.MODE_TAPER, 378_572, 757_144, 60, [step(0, 378_572)])),
     ("bolus_50mcg", "BOLUS", 40, {"dose_ng": 50_000, "duration_s": 600}),
     ("bolus_low_bounds", "BOLUS", 41, {"dose_ng": 1, "duration_s": 60}),
     ("bolus_high_bounds", "BOLUS", 42, {"dose_ng": m.BOLUS_MAX_NG, "duration_s": 86_400}),
@@ -492,7 +509,16 @@ VALID = [
     ("alarm_silence_min", "ALARM_SILENCE", 71, {"minutes": 1}),
     ("alarm_silence_day", "ALARM_SILENCE", 72, {"minutes": 1440}),
     ("alarm_silenced", "ALARM_SILENCED", 72, alarm_state(0x0022, 0x0020, T0 + DAY)),
-    ("alarm_silenced_max", "ALARM_SILENCED", 0xFFFF, alarm_state(0xFFFF, 0xFFFF, 0xFFFFFFFF)),
+    ("alarm_silenced_max", "ALARM_SILENCED", 0xFFFF, alarm_state(m.ALARM_BITS, m.ALARM_BITS, 0xFFFFFFFF)),
+    ("set_taper_two_weeks", "SET_TAPER", 73, {"target_ng": 100_000, "days": 14, "confirm": 0}),
+    ("set_taper_bounds_low", "SET_TAPER", 74, {"target_ng": 1000, "days": 14, "confirm": 0}),
+    ("set_taper_bounds_high", "SET_TAPER", 75,
+     {"target_ng": m.DOSE_MAX_NG_DAY, "days": 28, "confirm": DECREASE | HIGH}),
+    ("taper_ok", "TAPER_OK", 73, {"start_ng": 400_000, "target_ng": 100_000, "days": 14,
+                                  "step_ng": 21_428, "ends_at_s": T0 + 14 * DAY}),
+    ("taper_ok_max", "TAPER_OK", 0xFFFF, {"start_ng": 0xFFFFFFFF, "target_ng": 0xFFFFFFFF,
+                                          "days": 255, "step_ng": 0xFFFFFFFF,
+                                          "ends_at_s": 0xFFFFFFFF}),
     ("telemetry_running", "TELEMETRY", 0,
      {"mode": 1, "rate_nl_day": 825_000, "bolus_left_ng": 20_000, "delivered_nl": 7_000_000,
       "delivered_ng": 3_500_000, "reservoir_nl": 13_000_000, "clock_s": T0, "alarms": 0x0004,
@@ -548,7 +574,34 @@ def valid_vectors():
     covered = {v["type"] for v in out}
     missing = [r[1] for r in m.MESSAGES if r[0] not in covered]
     assert not missing, f"no golden vector for {missing}"
+    check_kinds_covered(VALID)
     return out
+
+
+def check_kinds_covered(vectors):
+    """Every list layout of the table has vectors with several items, with its largest count
+    and (where its count may be 0) with none; every flag set one with several bits."""
+    counts, lows, highs, bits = {}, {}, {}, {}
+    for r in m.MESSAGES:
+        for f in r[3]:
+            if f[1] == "list":
+                key = (f[0], f[4])
+                lows[key] = min(lows.get(key, f[2]), f[2])
+                highs[key] = max(highs.get(key, f[3]), f[3])
+                counts.setdefault(key, set())
+            elif known_bits(f):
+                bits.setdefault(f[4], set())
+    for _name, msg, _seq, fields in vectors:
+        for f in row(msg)[3]:
+            if f[1] == "list":
+                counts[(f[0], f[4])].add(len(fields[f[0]]))
+            elif known_bits(f):
+                bits[f[4]].add(bin(fields[f[0]]).count("1"))
+    for key, seen in counts.items():
+        want = {highs[key]} | ({0} if lows[key] == 0 else set())
+        assert want <= seen and max(seen) >= 2, f"list {key[0]}: counts {sorted(seen)}"
+    for name, seen in bits.items():
+        assert max(seen) >= 2, f"flag set {name}: no vector with several bits"
 
 
 # -- authenticated vectors ---------------------------------------------------------------------
@@ -563,21 +616,52 @@ SIGNED = [
     ("get_info_signed", "GET_INFO", 0x24, {}, "patient", 8),
     ("challenge_signed", "CHALLENGE", 0x25, {}, "service", 9),
     ("set_continuous_clinician", "SET_CONTINUOUS", 0x0102,
-     {"daily_dose_ng": 400_000, "concentration": 500}, "clinician", 3),
+     {"daily_dose_ng": 400_000, "confirm": 0}, "clinician", 3),
     ("set_continuous_clinician_high", "SET_CONTINUOUS", 0x0200,
-     {"daily_dose_ng": 20_000_000, "concentration": 2000}, "clinician", 0x01000000),
+     {"daily_dose_ng": 20_000_000, "confirm": HIGH | DECREASE}, "clinician", 0x01000000),
     ("stop_clinician_signed", "STOP", 0x0103, {"reason": 2, "confirm": m.STOP_CONFIRM},
      "clinician", 4),
-    # Valid and signed, refused by the dispatcher (NOT_CONFIRMED).
+    # Valid and signed: the guard admits it (the confirmation word is the dispatcher's).
     ("stop_unconfirmed_signed", "STOP", 0x0104, {"reason": 1, "confirm": 0}, "clinician", 5),
     ("enter_repl_clinician", "ENTER_REPL", 0x0105, {"confirm": m.REPL_CONFIRM}, "clinician", 6),
     ("enter_repl_service", "ENTER_REPL", 0x0106, {"confirm": m.REPL_CONFIRM}, "service", 7),
     ("get_counters_patient", "GET_COUNTERS", 0x0107, {}, "patient", 10),
-    ("read_log_clinician", "READ_LOG", 0x0108, {"number": 5}, "clinician", 11),
-    ("read_log_service", "READ_LOG", 0x0109, {"number": 0}, "service", 12),
-    ("set_clock_clinician", "SET_CLOCK", 0x010A, {"time_s": 1_767_225_600}, "clinician", 13),
-    ("set_clock_service", "SET_CLOCK", 0x010B, {"time_s": 4_102_444_800}, "service", 14),
+    ("read_log_clinician", "READ_LOG", 0x0108, {"number": 5, "count": 3}, "clinician", 11),
+    ("read_log_service", "READ_LOG", 0x0109, {"number": 0, "count": m.LOG_PAGE_EVENTS}, "service", 12),
+    ("set_clock_clinician", "SET_CLOCK", 0x010A, {"time_s": T0}, "clinician", 13),
+    ("set_clock_service", "SET_CLOCK", 0x010B, {"time_s": m.CLOCK_MAX}, "service", 14),
     ("set_telemetry_patient", "SET_TELEMETRY", 0x010C, {"period_s": 60}, "patient", 15),
+    ("set_profile_clinician", "SET_PROFILE", 0x010D,
+     profile(m.ORIGIN_SPINAL, 42, m.PHASE_SCREENING, 1_000_000, 50_000, 0), "clinician", 16),
+    ("get_profile_patient", "GET_PROFILE", 0x010E, {}, "patient", 17),
+    ("set_flex_clinician", "SET_FLEX", 0x010F,
+     {"confirm": DECREASE, "utc_offset_min": 60, "steps": FLEX_DAY}, "clinician", 18),
+    ("set_flex_clinician_max_steps", "SET_FLEX", 0x0110,
+     {"confirm": 0, "utc_offset_min": -720, "steps": FLEX_MAX}, "clinician", 19),
+    ("get_program_service", "GET_PROGRAM", 0x0111, {}, "service", 20),
+    ("bolus_clinician", "BOLUS", 0x0112, {"dose_ng": 50_000, "duration_s": 600},
+     "clinician", 21),
+    ("prime_clinician", "PRIME", 0x0113, {"duration_s": 600}, "clinician", 22),
+    ("screen_clinician", "SCREEN", 0x0114, {"dose_ng": 50_000, "duration_s": 60},
+     "clinician", 23),
+    ("patient_bolus_patient", "PATIENT_BOLUS", 0x0115, {}, "patient", 24),
+    ("set_patient_bolus_clinician", "SET_PATIENT_BOLUS", 0x0116,
+     patient_bolus(25_000, 600, 14_400, 4), "clinician", 25),
+    ("get_patient_bolus_patient", "GET_PATIENT_BOLUS", 0x0117, {}, "patient", 26),
+    ("get_screening_clinician", "GET_SCREENING", 0x0118, {}, "clinician", 27),
+    ("suspend_clinician", "SUSPEND", 0x0119, {"reason": 4, "confirm": m.STOP_CONFIRM},
+     "clinician", 28),
+    ("resume_clinician", "RESUME", 0x011A, {}, "clinician", 29),
+    ("refill_begin_clinician", "REFILL_BEGIN", 0x011B, {}, "clinician", 30),
+    ("refill_commit_clinician", "REFILL_COMMIT", 0x011C,
+     refill_commit(1_800_000, 20_000_000, 500, 500, DRAIN), "clinician", 31),
+    ("refill_abort_clinician", "REFILL_ABORT", 0x011D, {}, "clinician", 32),
+    ("cap_begin_clinician", "CAP_BEGIN", 0x011E, {"duration_s": 600}, "clinician", 33),
+    ("cap_end_clinician", "CAP_END", 0x011F, {}, "clinician", 34),
+    ("alarm_ack_patient", "ALARM_ACK", 0x0120, {"alarm": m.ALARM_LOW_RESERVOIR}, "patient", 35),
+    ("alarm_silence_service", "ALARM_SILENCE", 0x0121, {"minutes": 30}, "service", 36),
+    ("set_taper_clinician", "SET_TAPER", 0x0122,
+     {"target_ng": 100_000, "days": 21, "confirm": DECREASE}, "clinician", 37),
 ]
 
 
@@ -589,6 +673,8 @@ def signed_vectors():
         r = row(msg)
         assert r[2] == "req", name
         role = ROLES[role_name]
+        need = m.ACCESS.get(r[0], m.ANY_ROLE)
+        assert need == m.OPEN or need & (1 << role), f"{name}: {role_name} may not send {msg}"
         key, nonce = KEYS[role], nonces[session]
         fr = signed_frame(r[0], seq, payload(msg, fields), session, role, counter, key, nonce)
         out.append(vector(name, msg, seq, fields, fr,
@@ -603,9 +689,14 @@ def refused_vectors():
     """Frames the codec accepts and the authentication refuses (error in admission order:
     AUTH_REQUIRED, NO_SESSION, NO_KEY, BAD_TAG, WRONG_ROLE; then REPLAY for the counter)."""
     t = {r[1]: r[0] for r in m.MESSAGES}
-    set_cont = payload("SET_CONTINUOUS", {"daily_dose_ng": 400_000, "concentration": 500})
+    set_cont = payload("SET_CONTINUOUS", {"daily_dose_ng": 400_000, "confirm": 0})
     stop = payload("STOP", {"reason": 2, "confirm": m.STOP_CONFIRM})
     repl = payload("ENTER_REPL", {"confirm": m.REPL_CONFIRM})
+    read_log = payload("READ_LOG", {"number": 0, "count": m.LOG_PAGE_EVENTS})
+    flex = payload("SET_FLEX", {"confirm": 0, "utc_offset_min": 0, "steps": FLEX_DAY})
+    bolus = payload("BOLUS", {"dose_ng": 50_000, "duration_s": 600})
+    ack = payload("ALARM_ACK", {"alarm": m.ALARM_LOW_RESERVOIR})
+    commit = payload("REFILL_COMMIT", refill_commit(1_800_000, 20_000_000, 500, 500, 0))
     nonces = dict(SESSIONS)
     clin, pat, serv = ROLES["clinician"], ROLES["patient"], ROLES["service"]
     other_nonce = bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
@@ -677,8 +768,10 @@ def refused_vectors():
          edit=lambda f: f[: n + 6] + bytes(TAG_SIZE) + f[-4:], tampered="tag: all zero")
     sign("payload_dose_edited", "BAD_TAG", t["SET_CONTINUOUS"], set_cont,
          edit=at(5, 0x01), tampered="daily_dose_ng: low byte ^ 01")
-    sign("payload_concentration_edited", "BAD_TAG", t["SET_CONTINUOUS"], set_cont,
-         edit=at(9, 0x02), tampered="concentration: low byte ^ 02")
+    sign("payload_confirm_edited", "BAD_TAG", t["SET_CONTINUOUS"], set_cont,
+         edit=at(9, 0x02), tampered="confirm: ^ 02 (large_decrease)")
+    sign("payload_flex_step_edited", "BAD_TAG", t["SET_FLEX"], flex,
+         edit=at(5 + 4 + 6 + 2, 0x01), tampered="steps[1].daily_dose_ng: low byte ^ 01")
     sign("seq_edited", "BAD_TAG", t["SET_CONTINUOUS"], set_cont,
          edit=at(3, 0x01), tampered="seq: low byte ^ 01")
     sign("type_edited", "BAD_TAG", t["GET_STATUS"], b"", role=pat,
@@ -700,12 +793,25 @@ def refused_vectors():
     sign("service_stop", "WRONG_ROLE", t["STOP"], stop, role=serv)
     clock = struct.pack("<I", 1_767_225_600)
     add("unsigned_set_clock", "AUTH_REQUIRED", frame(t["SET_CLOCK"], SEQ, clock))
-    add("unsigned_read_log", "AUTH_REQUIRED", frame(t["READ_LOG"], SEQ, bytes(4)))
+    add("unsigned_read_log", "AUTH_REQUIRED", frame(t["READ_LOG"], SEQ, read_log))
     add("unsigned_get_counters", "AUTH_REQUIRED", frame(t["GET_COUNTERS"], SEQ))
     add("unsigned_set_telemetry", "AUTH_REQUIRED",
         frame(t["SET_TELEMETRY"], SEQ, struct.pack("<H", 1)))
     sign("patient_set_clock", "WRONG_ROLE", t["SET_CLOCK"], clock, role=pat)
-    sign("patient_read_log", "WRONG_ROLE", t["READ_LOG"], bytes(4), role=pat)
+    sign("patient_read_log", "WRONG_ROLE", t["READ_LOG"], read_log, role=pat)
+    # The therapy catalog: unsigned, by a role the access table does not name.
+    add("unsigned_set_flex", "AUTH_REQUIRED", frame(t["SET_FLEX"], SEQ, flex))
+    add("unsigned_patient_bolus", "AUTH_REQUIRED", frame(t["PATIENT_BOLUS"], SEQ))
+    add("unsigned_alarm_ack", "AUTH_REQUIRED", frame(t["ALARM_ACK"], SEQ, ack))
+    add("unsigned_refill_begin", "AUTH_REQUIRED", frame(t["REFILL_BEGIN"], SEQ))
+    sign("patient_set_flex", "WRONG_ROLE", t["SET_FLEX"], flex, role=pat)
+    sign("service_bolus", "WRONG_ROLE", t["BOLUS"], bolus, role=serv)
+    sign("clinician_patient_bolus", "WRONG_ROLE", t["PATIENT_BOLUS"], b"")
+    sign("service_patient_bolus", "WRONG_ROLE", t["PATIENT_BOLUS"], b"", role=serv)
+    sign("patient_get_screening", "WRONG_ROLE", t["GET_SCREENING"], b"", role=pat)
+    sign("patient_refill_commit", "WRONG_ROLE", t["REFILL_COMMIT"], commit, role=pat)
+    sign("service_cap_begin", "WRONG_ROLE", t["CAP_BEGIN"], struct.pack("<H", 600), role=serv)
+    sign("patient_suspend", "WRONG_ROLE", t["SUSPEND"], stop, role=pat)
     # Counter 0 never rises above a fresh session's.
     sign("counter_zero", "REPLAY", t["SET_CONTINUOUS"], set_cont, counter=0)
     sign("counter_zero_get_status", "REPLAY", t["GET_STATUS"], b"", role=pat, counter=0)
@@ -722,18 +828,34 @@ def refused_vectors():
 
 def bad_vectors():
     t = {r[1]: r[0] for r in m.MESSAGES}
-    set_cont = payload("SET_CONTINUOUS", {"daily_dose_ng": 400_000, "concentration": 500})
+    set_cont = payload("SET_CONTINUOUS", {"daily_dose_ng": 400_000, "confirm": 0})
     stop = payload("STOP", {"reason": 1, "confirm": m.STOP_CONFIRM})
-    status = payload("STATUS", {"mode": 0, "daily_dose_ng": 0, "concentration": 0,
-                                "rate_nl_day": 0, "delivered_nl": 0, "delivered_ng": 0,
-                                "reservoir_nl": 20_000_000, "uptime_s": 0, "clock_s": 0,
-                                "dry_at_s": 0, "battery_mv": 3900, "frame_errors": 0})
 
-    def sc(dose, conc):
-        return struct.pack("<IH", dose, conc)
+    def sc(dose, confirm=0):
+        return raw_payload("SET_CONTINUOUS", {"daily_dose_ng": dose, "confirm": confirm})
 
     def st(reason, confirm=m.STOP_CONFIRM):
-        return struct.pack("<BI", reason, confirm)
+        return raw_payload("STOP", {"reason": reason, "confirm": confirm})
+
+    def fx(steps=FLEX_DAY, confirm=0, utc_offset_min=0, count=None, cut=0):
+        """A SET_FLEX payload; count overrides its count byte, cut drops bytes off its end."""
+        fields = {"confirm": confirm, "utc_offset_min": utc_offset_min, "steps": steps}
+        body = bytearray(raw_payload("SET_FLEX", fields))
+        if count is not None:
+            at = len(raw_payload("SET_FLEX", {**fields, "steps": []})) - 1  # the count byte
+            assert body[at] == len(steps)
+            body[at] = count
+        return bytes(body[: len(body) - cut])
+
+    def like(vector_name, **values):
+        """The fields of a valid vector, with `values` over them."""
+        fields = next(f for name, _msg, _seq, f in VALID if name == vector_name)
+        assert set(values) <= set(fields), values
+        return {**fields, **values}
+
+    def req(msg, vector_name, **values):
+        """A request frame with a valid vector's payload, `values` over it (unchecked)."""
+        return frame(t[msg], SEQ, raw_payload(msg, like(vector_name, **values)))
 
     vectors = []
 
@@ -769,7 +891,9 @@ def bad_vectors():
         frame(t["SET_CONTINUOUS"], SEQ, set_cont[:-1], crc_xor=1), trusted=False)
     add("crc_before_type", "BAD_CRC", frame(0x7E, SEQ, crc_xor=1), trusted=False)
     add("crc_before_range", "BAD_CRC",
-        frame(t["SET_CONTINUOUS"], SEQ, sc(999, 500), crc_xor=1), trusted=False)
+        frame(t["SET_CONTINUOUS"], SEQ, sc(999), crc_xor=1), trusted=False)
+    add("crc_before_list_count", "BAD_CRC",
+        frame(t["SET_FLEX"], SEQ, fx(count=3, cut=6), crc_xor=1), trusted=False)
 
     add("truncated_empty", "TRUNCATED", b"", trusted=False)  # wire 01 00
     add("truncated_header_only", "TRUNCATED", struct.pack(HEADER, 1, gs, 0, SEQ), trusted=False)
@@ -812,10 +936,15 @@ def bad_vectors():
     add("type_after_last_request", "UNKNOWN_TYPE", frame(first_free, SEQ))
     add("type_before_length", "UNKNOWN_TYPE", frame(0x7E, SEQ, b"\x01\x02\x03"))
     # A response type sent to the pump is not a request.
-    add("response_status_as_request", "UNKNOWN_TYPE", frame(t["STATUS"], SEQ, status))
+    add("response_status_as_request", "UNKNOWN_TYPE",
+        frame(t["STATUS"], SEQ, payload("STATUS", status())))
+    add("response_log_page_as_request", "UNKNOWN_TYPE",
+        frame(t["LOG_PAGE"], SEQ, payload("LOG_PAGE", like("log_page_three"))))
+    add("response_program_as_request", "UNKNOWN_TYPE",
+        frame(t["PROGRAM"], SEQ, payload("PROGRAM", like("program_stopped"))))
     add("response_stopped_as_request", "UNKNOWN_TYPE", frame(t["STOPPED"], SEQ, b"\x01"))
     add("response_error_as_request", "UNKNOWN_TYPE",
-        frame(t["ERROR"], SEQ, b"\x03\x00\x02hi"))
+        frame(t["ERROR"], SEQ, payload("ERROR", error(3, 0, "hi"))))
 
     add("get_info_long", "BAD_LENGTH", frame(t["GET_INFO"], SEQ, b"\x00"))
     add("get_status_long", "BAD_LENGTH", frame(gs, SEQ, b"\x01\x02"))
@@ -865,7 +994,12 @@ def bad_vectors():
     add("auth_response_as_request", "UNKNOWN_TYPE",
         signed(t["CHALLENGE_OK"], struct.pack("<B", 2) + NONCE))
     add("auth_type_7e", "UNKNOWN_TYPE", signed(0x7E, b""))
-    add("auth_dose_below_min", "OUT_OF_RANGE", signed(t["SET_CONTINUOUS"], sc(999, 500)))
+    add("auth_dose_below_min", "OUT_OF_RANGE", signed(t["SET_CONTINUOUS"], sc(999)))
+    add("auth_flex_steps_over_max", "OUT_OF_RANGE",
+        signed(t["SET_FLEX"], fx(FLEX_MAX + FLEX_DAY[:1])))
+    add("auth_flex_count_above_items", "BAD_LENGTH", signed(t["SET_FLEX"], fx(count=4)))
+    add("auth_confirm_unknown_bit", "OUT_OF_RANGE",
+        signed(t["SET_CONTINUOUS"], sc(400_000, 0x10)))
     add("auth_stop_reason_0", "OUT_OF_RANGE", signed(t["STOP"], st(0)))
 
     # CHALLENGE, GET_COUNTERS, READ_LOG, SET_CLOCK, SET_TELEMETRY as requests.
@@ -874,6 +1008,10 @@ def bad_vectors():
         frame(t["CHALLENGE_OK"], SEQ, struct.pack("<B", 0) + NONCE))
     add("get_counters_long", "BAD_LENGTH", frame(t["GET_COUNTERS"], SEQ, b"\x00"))
     add("read_log_short", "BAD_LENGTH", frame(t["READ_LOG"], SEQ, b"\x00\x00\x00"))
+    add("read_log_without_count", "BAD_LENGTH", frame(t["READ_LOG"], SEQ, bytes(4)))
+    add("read_log_count_0", "OUT_OF_RANGE", req("READ_LOG", "read_log_0", count=0))
+    add("read_log_count_over_page", "OUT_OF_RANGE",
+        req("READ_LOG", "read_log_0", count=m.LOG_PAGE + 1))
     add("set_clock_long", "BAD_LENGTH", frame(t["SET_CLOCK"], SEQ, bytes(5)))
     add("set_telemetry_short", "BAD_LENGTH", frame(t["SET_TELEMETRY"], SEQ, b"\x3c"))
     add("set_clock_before_2020", "OUT_OF_RANGE",
@@ -883,16 +1021,102 @@ def bad_vectors():
     add("set_clock_zero", "OUT_OF_RANGE", frame(t["SET_CLOCK"], SEQ, bytes(4)))
     add("set_telemetry_over_an_hour", "OUT_OF_RANGE",
         frame(t["SET_TELEMETRY"], SEQ, struct.pack("<H", 3601)))
-    add("event_telemetry_as_request", "UNKNOWN_TYPE", frame(t["TELEMETRY"], SEQ, bytes(23)))
+    add("event_telemetry_as_request", "UNKNOWN_TYPE",
+        frame(t["TELEMETRY"], SEQ, payload("TELEMETRY", like("telemetry_running"))))
+    add("event_alarm_as_request", "UNKNOWN_TYPE",
+        frame(t["ALARM"], SEQ, payload("ALARM", like("alarm_raised"))))
 
-    add("dose_below_min", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(999, 500)))
-    add("dose_above_max", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(20_000_001, 500)))
-    add("dose_zero", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(0, 500)))
-    add("concentration_zero", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(400_000, 0)))
-    add("concentration_above_max", "OUT_OF_RANGE",
-        frame(t["SET_CONTINUOUS"], SEQ, sc(400_000, 2001)))
+    add("dose_below_min", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(999)))
+    add("dose_above_max", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(20_000_001)))
+    add("dose_zero", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(0)))
+    # The old SET_CONTINUOUS (dose u32, concentration u16) is a byte too long now.
+    add("set_continuous_old_layout", "BAD_LENGTH",
+        frame(t["SET_CONTINUOUS"], SEQ, struct.pack("<IH", 400_000, 500)))
     add("stop_reason_0", "OUT_OF_RANGE", frame(t["STOP"], SEQ, st(0)))
     add("stop_reason_5", "OUT_OF_RANGE", frame(t["STOP"], SEQ, st(5)))
+
+    # Flag sets: a bit the table does not name is out of range.
+    add("confirm_unknown_bit", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(400_000, 0x10)))
+    add("confirm_known_and_unknown_bits", "OUT_OF_RANGE",
+        frame(t["SET_CONTINUOUS"], SEQ, sc(400_000, 0x21)))
+    add("confirm_all_bits", "OUT_OF_RANGE", frame(t["SET_CONTINUOUS"], SEQ, sc(400_000, 0xFF)))
+    add("flex_confirm_unknown_bit", "OUT_OF_RANGE", frame(t["SET_FLEX"], SEQ, fx(confirm=0x40)))
+    add("refill_commit_confirm_unknown_bit", "OUT_OF_RANGE",
+        req("REFILL_COMMIT", "refill_commit", confirm=0x80))
+
+    # Lists: the count byte's bounds, its agreement with the payload's length, each item's
+    # fields. The length is checked before the count's range, the count before the items.
+    add("flex_steps_over_max", "OUT_OF_RANGE",
+        frame(t["SET_FLEX"], SEQ, fx(FLEX_MAX + [step(1439, 1000)])))
+    add("flex_one_step", "OUT_OF_RANGE", frame(t["SET_FLEX"], SEQ, fx(FLEX_DAY[:1])))
+    add("flex_no_steps", "OUT_OF_RANGE", frame(t["SET_FLEX"], SEQ, fx([])))
+    add("flex_count_above_items", "BAD_LENGTH", frame(t["SET_FLEX"], SEQ, fx(count=4)))
+    add("flex_count_below_items", "BAD_LENGTH", frame(t["SET_FLEX"], SEQ, fx(count=2)))
+    add("flex_count_255", "BAD_LENGTH", frame(t["SET_FLEX"], SEQ, fx(count=255)))
+    add("flex_count_25_with_24_items", "BAD_LENGTH",
+        frame(t["SET_FLEX"], SEQ, fx(FLEX_MAX, count=m.FLEX_STEPS_MAX + 1)))
+    add("flex_last_item_cut_short", "BAD_LENGTH", frame(t["SET_FLEX"], SEQ, fx(cut=1)))
+    add("flex_extra_byte", "BAD_LENGTH", frame(t["SET_FLEX"], SEQ, fx() + b"\x00"))
+    add("flex_without_count", "BAD_LENGTH", frame(t["SET_FLEX"], SEQ, fx([], cut=1)))
+    add("flex_step_start_1440", "OUT_OF_RANGE",
+        frame(t["SET_FLEX"], SEQ, fx([step(0, 400_000), step(1440, 500_000)])))
+    add("flex_first_step_dose_below_min", "OUT_OF_RANGE",
+        frame(t["SET_FLEX"], SEQ, fx([step(0, 999), step(600, 500_000)])))
+    add("flex_last_step_dose_above_max", "OUT_OF_RANGE",
+        frame(t["SET_FLEX"], SEQ, fx(FLEX_MAX[:-1] + [step(1439, m.DOSE_MAX_NG_DAY + 1)])))
+    add("flex_utc_offset_841", "OUT_OF_RANGE", frame(t["SET_FLEX"], SEQ, fx(utc_offset_min=841)))
+    add("flex_utc_offset_minus_721", "OUT_OF_RANGE",
+        frame(t["SET_FLEX"], SEQ, fx(utc_offset_min=-721)))
+
+    # The rest of the therapy catalog's requests: lengths and ranges.
+    add("get_program_long", "BAD_LENGTH", frame(t["GET_PROGRAM"], SEQ, b"\x00"))
+    add("patient_bolus_long", "BAD_LENGTH", frame(t["PATIENT_BOLUS"], SEQ, b"\x01"))
+    add("set_profile_short", "BAD_LENGTH",
+        frame(t["SET_PROFILE"], SEQ, payload("SET_PROFILE", like("set_profile_adult_spinal"))[:-1]))
+    add("refill_commit_long", "BAD_LENGTH",
+        frame(t["REFILL_COMMIT"], SEQ,
+              payload("REFILL_COMMIT", like("refill_commit")) + b"\x00"))
+    add("alarm_silence_short", "BAD_LENGTH", frame(t["ALARM_SILENCE"], SEQ, b"\x1e"))
+    add("set_profile_origin_0", "OUT_OF_RANGE",
+        req("SET_PROFILE", "set_profile_adult_spinal", origin=0))
+    add("set_profile_age_121", "OUT_OF_RANGE",
+        req("SET_PROFILE", "set_profile_adult_spinal", age_years=121))
+    add("set_profile_phase_0", "OUT_OF_RANGE",
+        req("SET_PROFILE", "set_profile_adult_spinal", phase=0))
+    add("set_profile_ceiling_999", "OUT_OF_RANGE",
+        req("SET_PROFILE", "set_profile_adult_spinal", ceiling_ng=999))
+    add("set_profile_start_after_2100", "OUT_OF_RANGE",
+        req("SET_PROFILE", "set_profile_adult_spinal", infusion_start_s=m.CLOCK_MAX + 1))
+    add("bolus_dose_0", "OUT_OF_RANGE", req("BOLUS", "bolus_50mcg", dose_ng=0))
+    add("bolus_dose_above_max", "OUT_OF_RANGE",
+        req("BOLUS", "bolus_50mcg", dose_ng=m.BOLUS_MAX_NG + 1))
+    add("bolus_duration_59", "OUT_OF_RANGE", req("BOLUS", "bolus_50mcg", duration_s=59))
+    add("prime_duration_over_a_day", "OUT_OF_RANGE", req("PRIME", "prime", duration_s=86_401))
+    add("screen_duration_0", "OUT_OF_RANGE", req("SCREEN", "screen_50mcg", duration_s=0))
+    add("set_patient_bolus_duration_59", "OUT_OF_RANGE",
+        req("SET_PATIENT_BOLUS", "set_patient_bolus_off", duration_s=59))
+    add("set_patient_bolus_max_25", "OUT_OF_RANGE",
+        req("SET_PATIENT_BOLUS", "set_patient_bolus_on", max_per_day=25))
+    add("suspend_reason_0", "OUT_OF_RANGE", req("SUSPEND", "suspend", reason=0))
+    add("refill_commit_drug_2", "OUT_OF_RANGE", req("REFILL_COMMIT", "refill_commit", drug=2))
+    add("refill_commit_concentration_0", "OUT_OF_RANGE",
+        req("REFILL_COMMIT", "refill_commit", concentration=0))
+    add("cap_begin_59", "OUT_OF_RANGE", req("CAP_BEGIN", "cap_begin", duration_s=59))
+    add("cap_begin_1801", "OUT_OF_RANGE", req("CAP_BEGIN", "cap_begin", duration_s=1801))
+    add("alarm_ack_0", "OUT_OF_RANGE", req("ALARM_ACK", "alarm_ack_low_reservoir", alarm=0))
+    add("alarm_ack_past_last", "OUT_OF_RANGE",
+        req("ALARM_ACK", "alarm_ack_low_reservoir", alarm=len(m.ALARMS) + 1))
+    add("alarm_silence_0", "OUT_OF_RANGE", req("ALARM_SILENCE", "alarm_silence_min", minutes=0))
+    add("alarm_silence_over_a_day", "OUT_OF_RANGE",
+        req("ALARM_SILENCE", "alarm_silence_min", minutes=1441))
+    add("set_taper_days_13", "OUT_OF_RANGE", req("SET_TAPER", "set_taper_two_weeks", days=13))
+    add("set_taper_days_29", "OUT_OF_RANGE", req("SET_TAPER", "set_taper_two_weeks", days=29))
+    add("set_taper_target_999", "OUT_OF_RANGE",
+        req("SET_TAPER", "set_taper_two_weeks", target_ng=999))
+    add("set_taper_confirm_unknown_bit", "OUT_OF_RANGE",
+        req("SET_TAPER", "set_taper_two_weeks", confirm=0x10))
+    add("set_taper_short", "BAD_LENGTH",
+        frame(t["SET_TAPER"], SEQ, payload("SET_TAPER", like("set_taper_two_weeks"))[:-1]))
 
     for v in vectors:
         w = bytes.fromhex(v["wire"])
@@ -935,6 +1159,17 @@ def check_table():
     assert all(len(nonce) == m.NONCE_SIZE for _, nonce in SESSIONS)
     assert [slot for slot, _ in SESSIONS] == list(range(len(SESSIONS))) and len(
         SESSIONS) < m.SESSIONS  # a fresh pump gives these slots in turn; one stays closed
+    # The packer knows every field kind the table uses (a new kind must be taught to it).
+    ints = set("BHIbhi")
+    for r in m.MESSAGES:
+        for f in r[3]:
+            kind, enum = f[1], f[4]
+            if kind == "list":
+                assert all(g[1] in ints and g[4] in (None, *m.ENUMS, *m.FLAGS) for g in enum), f
+            elif kind in ints:
+                assert enum in (None, *m.ENUMS, *m.FLAGS), f
+            else:
+                assert kind == "str" or (kind[:-1].isdigit() and kind.endswith("s")), f
 
 
 def build():

@@ -41,7 +41,7 @@ class Therapy:
         self.alarms = Alarms()
         # Patient profile
         self.phase = m.PHASE_UNSET
-        self.origin = m.ORIGIN_SPINAL
+        self.origin = m.ORIGIN_UNSET
         self.age_years = 0
         self.ceiling_ng = 0
         self.catheter_nl = 0
@@ -362,7 +362,8 @@ class Therapy:
         rules.check_screening(dose_ng, duration_s, given,
                               self.screens[-1][0] if self.screens else 0, now, self.age_years)
         out = self._bolus(m.BOLUS_SCREENING, dose_ng, duration_s)
-        self.screens.append((now, out[1], duration_s))
+        # The ladder's dose, not the whole-step one: the next step of the ladder follows it.
+        self.screens.append((now, dose_ng, duration_s))
         return out
 
     def screening(self):
@@ -374,10 +375,12 @@ class Therapy:
     def set_patient_bolus(self, dose_ng, duration_s, lockout_s, max_per_day):
         if dose_ng:
             self._require_running_setup()
+            if not max_per_day:
+                rules.refuse(m.ERR_OUT_OF_RANGE, 0, 0, 1, "max_per_day must be 1 or more")
             room = self.ceiling_ng - self.daily_ng
             if dose_ng * max_per_day > room:
                 rules.refuse(m.ERR_LIMIT, m.RULE_BOLUS_CEILING, dose_ng,
-                             room // max_per_day if max_per_day else room,
+                             room // max_per_day,
                              "the daily maximum of patient boluses would pass the ceiling")
         self.pb_dose_ng = dose_ng
         self.pb_duration_s = duration_s
@@ -450,7 +453,7 @@ class Therapy:
             rules.refuse(m.ERR_OUT_OF_RANGE, 0, dose_ng, 0, "less than one motor step")
         volume = steps * p.step_nl
         if volume * 60 > self.max_bolus_nl_min * duration_s:
-            rules.refuse(m.ERR_LIMIT, m.RULE_PUMP_RATE, volume * 1440 // (duration_s // 60 or 1),
+            rules.refuse(m.ERR_LIMIT, m.RULE_PUMP_RATE, volume * DAY_S // duration_s,
                          self.max_bolus_nl_min * 1440, "faster than the pump's bolus rate")
         dose = steps * pg_step // 1000
         room = self.ceiling_ng - self.daily_ng - self.boluses_24h()

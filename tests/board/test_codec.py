@@ -2,8 +2,11 @@
 # fails, in the documented order TRUNCATED, BAD_CRC, BAD_VERSION, BAD_FLAGS, UNKNOWN_TYPE,
 # BAD_LENGTH, OUT_OF_RANGE; with FLAG_AUTH it reads the trailer (session, role, counter, tag)
 # before the CRC, and a trailer cut short is BAD_LENGTH (the tag is the guard's to check:
-# test_guard.py). The Encoder round-trips every message of the table. Frames for decode() are
-# built here with struct + binascii.crc32, not with the Encoder.
+# test_guard.py). Lists: a count that disagrees with the payload's length is BAD_LENGTH, a
+# count outside its bounds or an item's field outside its range OUT_OF_RANGE; lists decode to a
+# tuple of item tuples. Flag sets: every bit the table does not name is OUT_OF_RANGE. The
+# Encoder round-trips every message of the table. Frames for decode() are built here with
+# struct + binascii.crc32, not with the Encoder.
 # Board-safe: runs on CPython and on MicroPython.
 
 import binascii
@@ -38,27 +41,67 @@ def _signed(mtype, payload=b"", trailer=None, flags=m.FLAG_AUTH, **kw):
 
 
 def _payload(row, values):
+    return _pack(row[3], values)
+
+
+def _pack(fields, values):
+    """Values laid out by the field tuples: a list as its count byte and its items."""
     out = b""
-    for i in range(len(row[3])):  # (MicroPython's zip() takes no strict=)
-        f, v = row[3][i], values[i]
+    for i in range(len(fields)):  # (MicroPython's zip() takes no strict=)
+        f, v = fields[i], values[i]
         if f[1] == "str":
             raw = v.encode("utf-8") if isinstance(v, str) else v
             out += bytes([len(raw)]) + raw
+        elif f[1] == "list":
+            out += bytes([len(v)])
+            for item in v:
+                out += _pack(f[4], item)
         else:
             out += struct.pack("<" + f[1], v)
     return out
 
 
 def _defaults(row):
+    return _lows(row[3])
+
+
+def _lows(fields):
+    """The lowest valid values: a list of its fewest items, each at its lowest."""
     vals = []
-    for f in row[3]:
+    for f in fields:
         if f[1] == "str":
             vals.append("")
+        elif f[1] == "list":
+            vals.append(tuple(tuple(_lows(f[4])) for _ in range(f[2])))
         elif f[1].endswith("s"):
             vals.append(bytes(int(f[1][:-1])))
         else:
             vals.append(f[2])
     return vals
+
+
+def _flag_bits(f):
+    """The bits a flag-set field may carry; 0 for any other field."""
+    bits = 0
+    if isinstance(f[4], str) and f[4] in m.FLAGS:
+        for bit, _label in m.FLAGS[f[4]]:
+            bits |= bit
+    return bits
+
+
+def _list_rows():
+    """The messages whose last field is a list."""
+    return [r for r in m.MESSAGES if r[3] and r[3][-1][1] == "list"]
+
+
+def _items(f, n, at=None):
+    """n items of list field f, each at its lowest values (or `at` for each item's fields)."""
+    item = tuple(_lows(f[4])) if at is None else tuple(at)
+    return tuple(item for _ in range(n))
+
+
+def _fits(row, vals):
+    return len(_payload(row, vals)) <= m.MAX_PAYLOAD
 
 
 def _decode(frame, expect="req"):
@@ -175,14 +218,15 @@ def test_bad_length():
             assert d.seq == SEQ and d.type == row[0], "BAD_LENGTH trusts the header"
             assert row[1] in d.reason, "reason names the message: %s" % d.reason
     # A string whose length byte disagrees with the frame (ERROR, as a response).
-    head = struct.pack("<BB", m.ERR_INTERNAL, 3)
+    err = m.find(m.ERROR)
+    head = _payload(err, _defaults(err))[:-1]  # the fields before the reason
     for p in (head, head + b"\x05abc", head + b"\x02abc", head + b"\x00x"):
         _expect(_frame(m.ERROR, p), m.ERR_BAD_LENGTH, "ERROR payload %r" % p, expect="resp")
 
 
 def test_order_of_checks():
     sc = m.find(m.SET_CONTINUOUS)
-    bad_range = _payload(sc, (999, 0))
+    bad_range = _payload(sc, (999, 0x10))
     # TRUNCATED before all: 8 bytes with a wrong version and flags.
     _expect(_frame(m.GET_STATUS, version=9, flags=0x80)[:8], m.ERR_TRUNCATED, "short + bad")
     # BAD_CRC before version, flags, type, length, range.
@@ -216,8 +260,8 @@ def test_out_of_range_every_bound():
     checked = 0
     for row in m.MESSAGES:
         for i, f in enumerate(row[3]):
-            if f[1] == "str" or f[2] is None:
-                continue
+            if f[1] in ("str", "list") or f[2] is None:
+                continue  # (lists: test_list_count_bounds, test_list_item_every_bound)
             kmin, kmax = KIND_RANGE[f[1]]
             lo, hi = f[2], f[3]
             for v, ok in ((lo - 1, False), (lo, True), (hi, True), (hi + 1, False)):
@@ -243,15 +287,16 @@ def test_out_of_range_every_bound():
 def test_out_of_range_request_bounds_explicitly():
     # The request bounds that matter most, spelled out (the loop above derives them).
     sc = m.find(m.SET_CONTINUOUS)
-    for dose, conc, want in (
-        (999, 500, m.ERR_OUT_OF_RANGE), (1000, 500, 0),
-        (20_000_000, 500, 0), (20_000_001, 500, m.ERR_OUT_OF_RANGE),
-        (0, 500, m.ERR_OUT_OF_RANGE), (0xFFFFFFFF, 500, m.ERR_OUT_OF_RANGE),
-        (400_000, 0, m.ERR_OUT_OF_RANGE), (400_000, 1, 0),
-        (400_000, 2000, 0), (400_000, 2001, m.ERR_OUT_OF_RANGE),
+    for dose, confirm, want in (
+        (999, 0, m.ERR_OUT_OF_RANGE), (1000, 0, 0),
+        (20_000_000, 0, 0), (20_000_001, 0, m.ERR_OUT_OF_RANGE),
+        (0, 0, m.ERR_OUT_OF_RANGE), (0xFFFFFFFF, 0, m.ERR_OUT_OF_RANGE),
+        (400_000, m.CONFIRM_HIGH_DOSE, 0), (400_000, 0x0F, 0),
+        (400_000, 0x10, m.ERR_OUT_OF_RANGE), (400_000, 0x80, m.ERR_OUT_OF_RANGE),
+        (400_000, 0xFF, m.ERR_OUT_OF_RANGE),
     ):
-        _expect(_frame(m.SET_CONTINUOUS, _payload(sc, (dose, conc))), want,
-                "SET_CONTINUOUS %d ng/day at %d mcg/mL" % (dose, conc))
+        _expect(_frame(m.SET_CONTINUOUS, _payload(sc, (dose, confirm))), want,
+                "SET_CONTINUOUS %d ng/day, confirm 0x%02x" % (dose, confirm))
     st = m.find(m.STOP)
     for reason, want in ((0, m.ERR_OUT_OF_RANGE), (1, 0), (4, 0), (5, m.ERR_OUT_OF_RANGE),
                          (255, m.ERR_OUT_OF_RANGE)):
@@ -297,17 +342,36 @@ def test_decoded_reused_after_an_error():
 
 def _samples(row):
     """Several valid value tuples for a message: low bounds, high bounds, in between."""
+    return _samples_of(row[3])
+
+
+def _samples_of(fields):
     low, high, mid = [], [], []
-    for f in row[3]:
+    for f in fields:
         if f[1] == "str":
             low.append("")
             high.append("v" * f[3])
             mid.append("\u00e9t\u00e9 \u2713"[: f[3]])
+        elif f[1] == "list":
+            lo_item, hi_item, mid_item = _samples_of(f[4])
+            n = (f[2] + f[3]) // 2
+            low.append(tuple(tuple(lo_item) for _ in range(f[2])))
+            high.append(tuple(tuple(hi_item) for _ in range(f[3])))
+            mixed = (tuple(lo_item), tuple(mid_item), tuple(hi_item))
+            mid.append(tuple(mixed[k % 3] for k in range(n)))
         elif f[1].endswith("s"):
             n = int(f[1][:-1])
             low.append(bytes(n))
             high.append(b"\xff" * n)
             mid.append(bytes(range(1, n + 1)))
+        elif _flag_bits(f):
+            low.append(f[2])
+            high.append(f[3])
+            every_other = 0
+            for k in range(len(m.FLAGS[f[4]])):
+                if k % 2 == 0:
+                    every_other |= m.FLAGS[f[4]][k][0]
+            mid.append(every_other)
         else:
             low.append(f[2])
             high.append(f[3])
@@ -340,19 +404,27 @@ def test_encoder_round_trips_every_message():
 def test_encoder_truncates_long_text_to_valid_utf8():
     # Text longer than the field's limit is cut to the limit. ASCII: exactly the limit.
     enc = codec.Encoder()
-    n = enc.frame_bytes(m.ERROR, 1, (m.ERR_INTERNAL, 3, "x" * 200))
+    row = m.find(m.ERROR)
+    limit = row[3][-1][3]
+
+    def error(text):
+        vals = _defaults(row)
+        vals[0], vals[1], vals[-1] = m.ERR_INTERNAL, 3, text
+        return tuple(vals)
+
+    n = enc.frame_bytes(m.ERROR, 1, error("x" * 200))
     err, d = _decode(bytes(enc.frame[:n]), "resp")
-    assert err == 0 and d.values[2] == "x" * 80, "ASCII cut to 80: %s" % _name(err)
+    assert err == 0 and d.values[-1] == "x" * limit, "ASCII cut to %d: %s" % (limit, _name(err))
     # Multi-byte text must not be cut inside a character: the frame would not be UTF-8 and
     # no one could read it (the board says OUT_OF_RANGE, the host a decode error).
     for text in ("a" + "\u00e9" * 40, "ab" + "\u2713" * 30, "\U0001F600" * 21):
-        n = enc.frame_bytes(m.ERROR, 1, (m.ERR_INTERNAL, 3, text))
+        n = enc.frame_bytes(m.ERROR, 1, error(text))
         err, d = _decode(bytes(enc.frame[:n]), "resp")
         assert err == 0, "%d-byte text cut inside a character: %s (%s)" % (
             len(text.encode()), _name(err), d.reason)
-        got = d.values[2]
-        assert text.startswith(got) and len(got.encode()) <= 80, "a prefix of <= 80 bytes"
-        assert len(got.encode()) > 76, "cut at the last whole character: %d" % len(
+        got = d.values[-1]
+        assert text.startswith(got) and len(got.encode()) <= limit, "a prefix of <= 80 bytes"
+        assert len(got.encode()) > limit - 4, "cut at the last whole character: %d" % len(
             got.encode())
 
 
@@ -427,7 +499,7 @@ def test_auth_trailer_cut_short():
         _expect(_signed(row[0], p + b"\x01"), m.ERR_BAD_LENGTH, "%s: payload long" % row[1])
     # The flag without a trailer (an unsigned frame with the bit set) is the same.
     sc = m.find(m.SET_CONTINUOUS)
-    _expect(_frame(m.SET_CONTINUOUS, _payload(sc, (400_000, 500)), flags=m.FLAG_AUTH),
+    _expect(_frame(m.SET_CONTINUOUS, _payload(sc, (400_000, 0)), flags=m.FLAG_AUTH),
             m.ERR_BAD_LENGTH, "flag without trailer")
     # A trailer without the flag is payload: too long.
     _expect(_frame(m.GET_STATUS, _trailer()), m.ERR_BAD_LENGTH, "trailer without flag")
@@ -435,7 +507,7 @@ def test_auth_trailer_cut_short():
 
 def test_auth_flags_other_bits():
     sc = m.find(m.SET_CONTINUOUS)
-    p = _payload(sc, (400_000, 500))
+    p = _payload(sc, (400_000, 0))
     for flags in (0x81, 0x03, 0x80, 0x02, 0xFF, 0x41):
         d = _expect(_signed(m.SET_CONTINUOUS, p, flags=flags), m.ERR_BAD_FLAGS,
                     "flags 0x%02x with a trailer" % flags)
@@ -444,7 +516,7 @@ def test_auth_flags_other_bits():
 
 def test_auth_order_of_checks():
     sc = m.find(m.SET_CONTINUOUS)
-    bad_range = _payload(sc, (999, 500))
+    bad_range = _payload(sc, (999, 0))
     # CRC, version, flags and type come before the trailer is looked at.
     _expect(_signed(m.GET_STATUS, trailer=b"", crc_xor=4), m.ERR_BAD_CRC, "CRC first")
     _expect(_signed(m.GET_STATUS, trailer=b"", version=2), m.ERR_BAD_VERSION, "version")
@@ -485,3 +557,173 @@ def test_decoded_reused_after_a_signed_frame():
         buf[: len(second)] = second
         codec.decode(buf, len(second), d)
         assert not d.auth, "then %s: d.auth left over" % _name(d.error)
+
+
+# -- lists and flag sets -------------------------------------------------------------------
+
+
+def test_list_count_bounds():
+    # Every list field of every message: counts lo - 1 and hi + 1 refused (OUT_OF_RANGE, the
+    # reason naming the list), lo and hi accepted and decoded as a tuple of item tuples.
+    checked = 0
+    for row in _list_rows():
+        f = row[3][-1]
+        for n, ok in ((f[2] - 1, False), (f[2], True), (f[3], True), (f[3] + 1, False)):
+            if n < 0 or n > 255:
+                continue
+            vals = _defaults(row)
+            vals[-1] = _items(f, n)
+            if not _fits(row, vals):
+                continue
+            what = "%s with %d %s" % (row[1], n, f[0])
+            err, d = _decode(_frame(row[0], _payload(row, vals)), row[2])
+            if ok:
+                assert err == 0, "%s refused: %s (%s)" % (what, _name(err), d.reason)
+                got = d.values[-1]
+                assert isinstance(got, tuple) and len(got) == n, "%s: %r" % (what, got)
+                for item in got:
+                    assert isinstance(item, tuple), "%s: item %r" % (what, item)
+                assert tuple(d.values) == tuple(vals), "%s: %r" % (what, d.values)
+            else:
+                assert err == m.ERR_OUT_OF_RANGE, "%s: %s, want OUT_OF_RANGE" % (what, _name(err))
+                assert f[0] in d.reason, "%s: reason names the list: %s" % (what, d.reason)
+                assert d.seq == SEQ and d.type == row[0], "%s: header trusted" % what
+            checked += 1
+    assert checked >= 8, "only %d count checks" % checked
+
+
+def test_list_count_disagrees_with_length():
+    # The count byte says n items, the payload holds another number of bytes: BAD_LENGTH,
+    # whether the count is in its bounds or not (the length is checked first).
+    checked = 0
+    for row in _list_rows():
+        f = row[3][-1]
+        n = max(f[2], 2)
+        vals = _defaults(row)
+        vals[-1] = _items(f, n)
+        good = _payload(row, vals)
+        at = len(_payload(row, vals[:-1] + [()])) - 1  # the count byte
+        size = (len(good) - at - 1) // n
+        wrong = []
+        for count in (n - 1, n + 1, 0, 255, f[3] + 1):
+            if 0 <= count <= 255 and count != n:
+                wrong.append(good[:at] + bytes([count]) + good[at + 1:])
+        wrong += [good[:-1], good + b"\x00", good[:-size], good + good[-size:-1],
+                  good[:at]]  # no count byte at all
+        for p in wrong:
+            d = _expect(_frame(row[0], p), m.ERR_BAD_LENGTH, "%s: %d bytes, count %s" % (
+                row[1], len(p), p[at] if len(p) > at else "none"), row[2])
+            assert row[1] in d.reason, "reason names the message: %s" % d.reason
+            checked += 1
+        # With a trailer too, for the requests: the list ends where the trailer begins.
+        if row[2] == "req":
+            for p in wrong[:2]:
+                _expect(_signed(row[0], p), m.ERR_BAD_LENGTH, "%s signed: %d bytes" % (
+                    row[1], len(p)))
+            _expect(_signed(row[0], good), 0, "%s signed, right length" % row[1])
+    assert checked >= 20, "only %d length checks" % checked
+
+
+def test_list_item_every_bound():
+    # Every field of every list's items, in the first and in the last item: lo - 1 and hi + 1
+    # refused (OUT_OF_RANGE, the reason naming the field), lo and hi accepted.
+    checked = 0
+    for row in _list_rows():
+        f = row[3][-1]
+        n = max(f[2], 2)
+        for i in range(len(f[4])):
+            g = f[4][i]
+            kmin, kmax = KIND_RANGE[g[1]]
+            for v, ok in ((g[2] - 1, False), (g[2], True), (g[3], True), (g[3] + 1, False)):
+                if not kmin <= v <= kmax:
+                    continue
+                for k in (0, n - 1):
+                    items = [list(item) for item in _items(f, n)]
+                    items[k][i] = v
+                    vals = _defaults(row)
+                    vals[-1] = tuple(tuple(item) for item in items)
+                    what = "%s.%s[%d].%s=%d" % (row[1], f[0], k, g[0], v)
+                    err, d = _decode(_frame(row[0], _payload(row, vals)), row[2])
+                    if ok:
+                        assert err == 0, "%s refused: %s (%s)" % (what, _name(err), d.reason)
+                        assert tuple(d.values) == tuple(vals), "%s: %r" % (what, d.values)
+                    else:
+                        assert err == m.ERR_OUT_OF_RANGE, "%s: %s, want OUT_OF_RANGE" % (
+                            what, _name(err))
+                        assert g[0] in d.reason, "%s: reason: %s" % (what, d.reason)
+                    checked += 1
+    assert checked >= 16, "only %d item checks" % checked
+
+
+def test_list_and_a_fixed_field_both_wrong():
+    # Both wrong: a list count out of bounds and a fixed field out of range are OUT_OF_RANGE;
+    # a count that disagrees with the length and a fixed field out of range, BAD_LENGTH.
+    for row in _list_rows():
+        f = row[3][-1]
+        bad_fixed = -1
+        for i in range(len(row[3]) - 1):
+            g = row[3][i]
+            if g[2] is not None and g[3] < KIND_RANGE[g[1]][1]:
+                bad_fixed = i
+                break
+        if bad_fixed < 0:
+            continue
+        vals = _defaults(row)
+        vals[bad_fixed] = row[3][bad_fixed][3] + 1
+        _expect(_frame(row[0], _payload(row, vals)), m.ERR_OUT_OF_RANGE,
+                "%s: %s out of range" % (row[1], row[3][bad_fixed][0]), row[2])
+        if f[3] < 255:
+            vals[-1] = _items(f, f[3] + 1)
+            if _fits(row, vals):
+                _expect(_frame(row[0], _payload(row, vals)), m.ERR_OUT_OF_RANGE,
+                        "%s: both out of range" % row[1], row[2])
+        vals[-1] = _items(f, max(f[2], 1))
+        p = _payload(row, vals)
+        _expect(_frame(row[0], p + b"\x00"), m.ERR_BAD_LENGTH, "%s: length first" % row[1],
+                row[2])
+
+
+def test_flag_sets_refuse_unknown_bits():
+    # Every flag-set field: each named bit alone, and all of them, accepted; each other bit
+    # the field's integer can hold, alone or with the named bits, refused (OUT_OF_RANGE).
+    checked = 0
+    for row in m.MESSAGES:
+        for i in range(len(row[3])):
+            f = row[3][i]
+            bits = _flag_bits(f)
+            if not bits:
+                continue
+            width = 8 * struct.calcsize("<" + f[1])
+            for b in range(width):
+                bit = 1 << b
+                for value in (bit, bit | bits):
+                    vals = _defaults(row)
+                    vals[i] = value
+                    what = "%s.%s=0x%x" % (row[1], f[0], value)
+                    err, d = _decode(_frame(row[0], _payload(row, vals)), row[2])
+                    if bit & bits:
+                        assert err == 0, "%s: named bits refused: %s" % (what, _name(err))
+                        assert d.values[i] == value, "%s: %r" % (what, d.values[i])
+                    else:
+                        assert err == m.ERR_OUT_OF_RANGE, "%s: unknown bit: %s" % (
+                            what, _name(err))
+                        assert f[0] in d.reason, "%s: reason %s" % (what, d.reason)
+                    checked += 1
+    assert checked >= 32, "only %d flag checks" % checked
+
+
+def test_list_encodes_items_in_order():
+    # The Encoder writes the count, then the items in the order given; decode reads them back.
+    enc = codec.Encoder()
+    for row in _list_rows():
+        f = row[3][-1]
+        n = max(f[2], 3) if f[3] >= 3 else f[3]
+        lo_item, hi_item, mid_item = _samples_of(f[4])
+        pool = (tuple(hi_item), tuple(lo_item), tuple(mid_item))
+        vals = _defaults(row)
+        vals[-1] = tuple(pool[k % 3] for k in range(n))
+        size = enc.frame_bytes(row[0], 7, tuple(vals))
+        frame = bytes(enc.frame[:size])
+        assert frame == _frame(row[0], _payload(row, vals), seq=7), "%s: bytes" % row[1]
+        err, d = _decode(frame, row[2])
+        assert err == 0 and d.values[-1] == vals[-1], "%s: %r" % (row[1], d.values)

@@ -1,7 +1,11 @@
 # The board codec against the golden vectors (protocol/vectors/golden.json, written by
 # tools/make_golden.py with an implementation of its own): every valid vector decodes to its
-# fields and encodes to its bytes; every bad vector, fed byte by byte through FrameReader and
-# codec.decode as the firmware's loop does, gets the error code, seq and request type listed.
+# fields and encodes to its bytes (lists as tuples of item tuples, flag sets as ints); every bad
+# vector, fed byte by byte through FrameReader and codec.decode as the firmware's loop does, gets
+# the error code, seq and request type listed. The vectors cover lists (several items, the
+# largest count, none) and flag sets (several bits), and the bad ones a list's count out of its
+# bounds or disagreeing with the payload's length, a list item out of range and an unknown bit
+# (classified here from the table, not by the vectors' names).
 # Authenticated vectors: every signed vector decodes with its trailer and passes the Guard
 # (firmware/core/guard.py) provisioned with the vectors' test keys and sessions; every refused
 # vector decodes and gets its error from Guard.admit / Guard.advance, in the loop's order.
@@ -32,16 +36,41 @@ def _unhex(text):
 
 def _values(row, fields):
     """The vector's fields as the codec's values tuple, in table order."""
-    assert len(fields) == len(row[3]), "%s: %d fields, table has %d" % (
-        row[1], len(fields), len(row[3]))
+    return _tuple(row[1], row[3], fields)
+
+
+def _tuple(where, spec, fields):
+    """JSON fields laid out by `spec` as the codec gives them: a tuple in table order, bytes
+    from hex, a list as a tuple of item tuples."""
+    assert len(fields) == len(spec), "%s: %d fields, table has %d" % (
+        where, len(fields), len(spec))
     out = []
-    for f in row[3]:
-        assert f[0] in fields, "%s: field %s missing" % (row[1], f[0])
+    for f in spec:
+        assert f[0] in fields, "%s: field %s missing" % (where, f[0])
         v = fields[f[0]]
-        if f[1].endswith("s"):
+        if f[1] == "list":
+            v = tuple(_tuple(where + "." + f[0], f[4], item) for item in v)
+        elif f[1].endswith("s"):
             v = _unhex(v)
         out.append(v)
     return tuple(out)
+
+
+def _flag_bits(f):
+    """The bits a flag-set field may carry; 0 for any other field."""
+    bits = 0
+    if isinstance(f[4], str) and f[4] in m.FLAGS:
+        for bit, _label in m.FLAGS[f[4]]:
+            bits |= bit
+    return bits
+
+
+def _ones(n):
+    count = 0
+    while n:
+        count += n & 1
+        n >>= 1
+    return count
 
 
 def _code(name):
@@ -78,6 +107,118 @@ def test_vectors_cover_the_table():
     auth_bad = [v["error"] for v in doc["bad"] if v["name"].startswith("auth_")]
     for want in ("BAD_LENGTH", "BAD_FLAGS"):
         assert want in auth_bad, "no bad authenticated vector for %s" % want
+
+
+def test_vectors_cover_lists_and_flags():
+    # Every list field of the table: a vector with several items, one at its largest count,
+    # one with none where its count may be 0. Every flag set: a vector with several bits.
+    counts = {}
+    bits = {}
+    for v in _vectors()["valid"] + _vectors()["signed"]:
+        for f in m.find(v["type"])[3]:
+            if f[1] == "list":
+                key = "%s.%s" % (v["message"], f[0])
+                if key not in counts:
+                    counts[key] = []
+                counts[key].append(len(v["fields"][f[0]]))
+            elif _flag_bits(f):
+                bits[f[4]] = max(bits.get(f[4], 0), _ones(v["fields"][f[0]]))
+    for row in m.MESSAGES:
+        for f in row[3]:
+            if f[1] == "list":
+                seen = counts.get("%s.%s" % (row[1], f[0]), [])
+                assert seen, "no vector for %s.%s" % (row[1], f[0])
+                assert max(seen) <= f[3] and min(seen) >= f[2], "%s.%s: %r" % (
+                    row[1], f[0], seen)
+            elif _flag_bits(f):
+                assert bits.get(f[4], 0) >= 2, "no vector with several %s bits" % f[4]
+    # Across the table, each list layout at its extremes (by the field's name).
+    names = {}
+    for row in m.MESSAGES:
+        for f in row[3]:
+            if f[1] == "list":
+                lo, hi = names.get(f[0], (f[2], f[3]))
+                names[f[0]] = (min(lo, f[2]), max(hi, f[3]))
+    for name in names:
+        seen = []
+        for key in counts:
+            if key.endswith("." + name):
+                seen += counts[key]
+        lo, hi = names[name]
+        assert hi in seen, "%s: no vector with %d items (%r)" % (name, hi, seen)
+        assert max(seen) >= 2, "%s: no vector with several items" % name
+        if lo == 0:
+            assert 0 in seen, "%s: no vector with an empty list" % name
+
+
+def _classify(v):
+    """What a bad request frame does wrong to a list or a flag set, read here from the table:
+    "count_over_max", "count_under_min", "count_vs_length", "item_out_of_range",
+    "unknown_bit", or None (none of these, or a frame refused earlier)."""
+    if v["frame"] is None:
+        return None
+    frame = _unhex(v["frame"])
+    if len(frame) < m.HEADER_SIZE + m.CRC_SIZE or len(frame) > m.MAX_FRAME:
+        return None
+    if struct.unpack_from("<I", frame, len(frame) - 4)[0] != binascii.crc32(frame[:-4]):
+        return None
+    row = m.find(frame[1])
+    if frame[0] != m.VERSION or frame[2] & ~m.FLAG_AUTH or row is None or row[2] != "req":
+        return None
+    end = len(frame) - m.CRC_SIZE
+    if frame[2] & m.FLAG_AUTH:
+        end -= m.AUTH_SIZE
+    payload = frame[m.HEADER_SIZE:end]
+    fields = row[3]
+    fmt = "<"
+    for f in fields:
+        if f[1] not in ("str", "list"):
+            fmt += f[1]
+    size = struct.calcsize(fmt)
+    last = fields[-1] if fields else None
+    what = None
+    if last is not None and last[1] == "list":
+        if len(payload) < size + 1:
+            return None
+        n = payload[size]
+        item_fmt = "<" + "".join(g[1] for g in last[4])
+        item_size = struct.calcsize(item_fmt)
+        if len(payload) != size + 1 + n * item_size:
+            return "count_vs_length"
+        if n > last[3]:
+            return "count_over_max"
+        if n < last[2]:
+            return "count_under_min"
+        for k in range(n):
+            item = struct.unpack_from(item_fmt, payload, size + 1 + k * item_size)
+            for i in range(len(item)):
+                g = last[4][i]
+                if not g[2] <= item[i] <= g[3]:
+                    what = "item_out_of_range"
+    elif (last is not None and last[1] == "str") or len(payload) != size:
+        return None
+    values = struct.unpack_from(fmt, payload, 0)
+    for i in range(len(values)):
+        bits = _flag_bits(fields[i])
+        if bits and values[i] & ~bits:
+            return "unknown_bit"
+    return what
+
+
+def test_bad_vectors_cover_lists_and_flags():
+    want = {"count_over_max": "OUT_OF_RANGE", "count_under_min": "OUT_OF_RANGE",
+            "count_vs_length": "BAD_LENGTH", "item_out_of_range": "OUT_OF_RANGE",
+            "unknown_bit": "OUT_OF_RANGE"}
+    seen = {}
+    for v in _vectors()["bad"]:
+        what = _classify(v)
+        if what is None:
+            continue
+        seen[what] = seen.get(what, 0) + 1
+        assert v["error"] == want[what], "%s (%s): listed as %s, want %s" % (
+            v["name"], what, v["error"], want[what])
+    for what in want:
+        assert seen.get(what, 0) > 0, "no bad vector for %s: %r" % (what, seen)
 
 
 def test_decode_valid_vectors():

@@ -1,9 +1,13 @@
 """Property tests of the two codecs built from the one message table, and a fuzz test of the
 firmware's whole receive path with authentication.
 
-- Hypothesis: for random valid field values of every message in protocol/messages.py, the host
-  codec (construct) and the board Encoder (struct) produce the same bytes, and each side
-  decodes the other's bytes to the same values. Arbitrary frames (with and without the
+- Hypothesis: for random valid field values of every message in protocol/messages.py (lists
+  of random items within their counts, flag sets of random named bits), the host codec
+  (construct; fields given with enum labels and flag names, or as plain integers) and the board
+  Encoder (struct) produce the same bytes, and each side decodes the other's bytes to the same
+  values. Frames shaped like a list (a count byte and that many items, or not) and flag sets
+  with any bits: the board refuses the wrong ones, and what it accepts the host reads alike.
+  Arbitrary frames (with and without the
   authentication flag and trailer): whatever the board accepts the host accepts with the same
   values and trailer. Signed requests: a frame the host signs (host_codec.Signer) decodes on
   the board with its trailer and passes the firmware's Guard.admit with the same key, nonce
@@ -33,19 +37,21 @@ import os
 import random
 import struct
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cobs import cobs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware.core.dispatch import Dispatcher
 from firmware.core.guard import Guard
-from firmware.core.pump import Pump
 from protocol import auth, codec, framing
 from protocol import host_codec as hc
 from protocol import messages as m
+
+if TYPE_CHECKING:  # (the fuzz test's annotations only: the codec tests need no dispatcher)
+    from firmware.core.dispatch import Dispatcher
+    from firmware.core.pump import Pump
 
 LABELS = {name: dict(pairs) for name, pairs in m.ENUMS.items()}
 KIND_RANGE = {
@@ -65,21 +71,48 @@ def find(mtype: int) -> Any:
 
 # -- helpers -----------------------------------------------------------------------------------
 
+def is_flags(f: tuple) -> bool:
+    return isinstance(f[4], str) and f[4] in m.FLAGS
+
+
+def flag_bits(f: tuple) -> int:
+    return sum(bit for bit, _label in m.FLAGS[f[4]]) if is_flags(f) else 0
+
+
 def field_strategy(f: tuple) -> st.SearchStrategy[Any]:
-    name, kind, lo, hi, _enum, _unit = f
+    """Valid values of a field as the board codec takes them: a list as a tuple of item tuples
+    (between its counts), a flag set as the int of some of its named bits."""
+    name, kind, lo, hi, enum, _unit = f
     if kind == "str":
         return st.text(max_size=hi).filter(lambda s: len(s.encode("utf-8")) <= hi)
+    if kind == "list":
+        item = st.tuples(*[field_strategy(g) for g in enum])
+        return st.lists(item, min_size=lo, max_size=hi).map(tuple)
     if kind.endswith("s"):
         n = int(kind[:-1])
         return st.binary(min_size=n, max_size=n)
+    if is_flags(f):
+        bits = [bit for bit, _label in m.FLAGS[enum]]
+        return st.sets(st.sampled_from(bits)).map(sum).filter(lambda v: lo <= v <= hi)
     return st.integers(lo, hi)
 
 
-def to_host(row: tuple, values: tuple) -> dict[str, Any]:
-    out = {}
-    for f, v in zip(row[3], values, strict=True):
-        out[f[0]] = LABELS[f[4]][v] if f[4] else v
-    return out
+def host_value(f: tuple, v: Any, labels: bool = True) -> Any:
+    """A board value as the host gives it (labels=True: enum labels, flag names in FLAGS order,
+    lists of dicts) or may take it (labels=False: plain integers)."""
+    kind, enum = f[1], f[4]
+    if kind == "list":
+        return [{g[0]: host_value(g, x, labels) for g, x in zip(enum, item, strict=True)}
+                for item in v]
+    if is_flags(f):
+        return [label for bit, label in m.FLAGS[enum] if v & bit] if labels else v
+    if enum and labels:
+        return LABELS[enum][v]
+    return v
+
+
+def to_host(row: tuple, values: tuple, labels: bool = True) -> dict[str, Any]:
+    return {f[0]: host_value(f, v, labels) for f, v in zip(row[3], values, strict=True)}
 
 
 def role_label(role: int) -> Any:
@@ -150,6 +183,7 @@ def test_host_and_board_agree(row: tuple, data: st.DataObject) -> None:
     board = board_wire(row[0], seq, values)
     host = hc.encode(row[0], seq, fields)
     assert host == board, f"host {host.hex()} != board {board.hex()}"
+    assert hc.encode(row[0], seq, to_host(row, values, labels=False)) == board, "as integers"
 
     # Host decodes the board's bytes ...
     msg = hc.decode(board)
@@ -176,7 +210,7 @@ def test_what_the_board_accepts_the_host_reads_alike(
 ) -> None:
     if trailer is not None:  # a trailer after a valid-length payload, often enough
         row = m.find(mtype)
-        if row is not None and row[3] and all(f[1] != "str" for f in row[3]):
+        if row is not None and row[3] and all(f[1] not in ("str", "list") for f in row[3]):
             size = struct.calcsize("<" + "".join(f[1] for f in row[3]))
             payload = payload[:size].ljust(size, b"\x01")
         elif row is not None and not row[3]:
@@ -205,6 +239,100 @@ def test_what_the_board_accepts_the_host_reads_alike(
                 assert msg.auth["tag"] == frame[d.tag_at : d.tag_at + m.TAG_SIZE]
             else:
                 assert msg.auth is None
+
+
+LIST_ROWS = [r for r in ROWS if r[3] and r[3][-1][1] == "list"]
+FLAG_FIELDS = [(r, i) for r in ROWS for i, f in enumerate(r[3]) if is_flags(f)]
+
+
+def fixed_size(fields: tuple) -> int:
+    return struct.calcsize("<" + "".join(f[1] for f in fields if f[1] not in ("str", "list")))
+
+
+def board_and_host(frame: bytes, expect: str) -> tuple[int, codec.Decoded, hc.Message | None]:
+    """The board's error code and Decoded for a frame, and the host's Message (None if the
+    host raises DecodeError)."""
+    buf = bytearray(m.MAX_FRAME)
+    buf[: len(frame)] = frame
+    d = codec.Decoded()
+    err = codec.decode(buf, len(frame), d, expect)
+    try:
+        msg: hc.Message | None = hc.decode(cobs.encode(frame) + b"\x00")
+    except hc.DecodeError as e:
+        assert e.code in hc.ERROR_CODES
+        msg = None
+    return err, d, msg
+
+
+@pytest.mark.parametrize("row", LIST_ROWS, ids=[r[1] for r in LIST_ROWS])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), seq=st.integers(0, 0xFFFF))
+def test_list_shaped_frames(row: tuple, data: st.DataObject, seq: int) -> None:
+    # A list payload: valid fixed fields, a count byte (in its bounds or not) and a number of
+    # items (that count, or another; each item's bytes random or valid). The board says
+    # BAD_LENGTH if they disagree, else OUT_OF_RANGE if the count or an item is out of bounds,
+    # else accepts; the host reads what the board accepts alike, and refuses the wrong length.
+    f = row[3][-1]
+    fixed = tuple(data.draw(field_strategy(g), label=g[0]) for g in row[3][:-1])
+    item_size = fixed_size(f[4])
+    room = (m.MAX_PAYLOAD - fixed_size(row[3]) - 1) // item_size
+    count = data.draw(st.one_of(st.integers(f[2], f[3]), st.integers(0, 255)), label="count")
+    n = data.draw(st.one_of(st.just(count), st.integers(0, room)), label="items")
+    n = min(n, room)
+    items = b""
+    for k in range(n):
+        if data.draw(st.booleans(), label=f"valid item {k}"):
+            item = data.draw(st.tuples(*[field_strategy(g) for g in f[4]]), label=f"item {k}")
+            items += struct.pack("<" + "".join(g[1] for g in f[4]), *item)
+        else:
+            items += data.draw(st.binary(min_size=item_size, max_size=item_size),
+                               label=f"raw item {k}")
+    payload = struct.pack("<" + "".join(g[1] for g in row[3][:-1]), *fixed) + bytes([count])
+    payload += items
+    err, d, msg = board_and_host(raw_frame(row[0], seq, payload), row[2])
+    if count != n:
+        assert err == m.ERR_BAD_LENGTH, (count, n, d.reason)
+        assert msg is None, "the host reads a list whose count disagrees with its length"
+        return
+    assert msg is not None, "a list of the right length: the host reads it"
+    host_items = msg[f[0]]
+    assert len(host_items) == n
+    in_range = f[2] <= n <= f[3]
+    for k in range(n):
+        raw = struct.unpack_from("<" + "".join(g[1] for g in f[4]), items, k * item_size)
+        in_range = in_range and all(g[2] <= v <= g[3] for g, v in zip(f[4], raw, strict=True))
+    if not in_range:
+        assert err == m.ERR_OUT_OF_RANGE, d.reason
+        return
+    assert err == 0, d.reason
+    assert msg.fields == to_host(row, tuple(d.values))
+    assert board_wire(row[0], seq, tuple(d.values)) == cobs.encode(
+        raw_frame(row[0], seq, payload)) + b"\x00", "the board encodes it back alike"
+
+
+@pytest.mark.parametrize("where", FLAG_FIELDS, ids=[f"{r[1]}.{r[3][i][0]}" for r, i in
+                                                    FLAG_FIELDS])
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_flag_sets_any_bits(where: tuple, data: st.DataObject) -> None:
+    # A flag set with any bits its integer holds: the board accepts it iff every bit is named
+    # (and then the host gives the same names); with an unknown bit the board refuses it
+    # OUT_OF_RANGE while the host's parse gives the named bits only.
+    row, i = where
+    f = row[3][i]
+    values = list(data.draw(st.tuples(*[field_strategy(g) for g in row[3]]), label="values"))
+    width = 8 * struct.calcsize("<" + f[1])
+    values[i] = data.draw(st.integers(0, (1 << width) - 1), label=f[0])
+    payload = hc.build_payload(row[0], to_host(row, tuple(values), labels=False))
+    err, d, msg = board_and_host(raw_frame(row[0], 1, payload), row[2])
+    assert msg is not None
+    named = [label for bit, label in m.FLAGS[f[4]] if values[i] & bit]
+    assert msg[f[0]] == named
+    if values[i] & ~flag_bits(f):
+        assert err == m.ERR_OUT_OF_RANGE and f[0] in d.reason, d.reason
+    else:
+        assert err == 0, d.reason
+        assert msg.fields == to_host(row, tuple(d.values))
 
 
 @pytest.mark.parametrize("row", REQUESTS, ids=[r[1] for r in REQUESTS])
@@ -282,10 +410,19 @@ def pump_state(p: Pump, d: Dispatcher) -> tuple:
 
 
 def values_for(rnd: random.Random, row: tuple) -> list[Any]:
-    values = []
-    for f in row[3]:
+    return values_of(rnd, row[3])
+
+
+def values_of(rnd: random.Random, fields: tuple) -> list[Any]:
+    """Values for the fields, at and around their bounds: a list's count too (its items'
+    fields likewise); flag sets as integers (one past the range is an unknown bit)."""
+    values: list[Any] = []
+    for f in fields:
         kind, lo, hi = f[1], f[2], f[3]
-        if kind == "str":
+        if kind == "list":
+            n = rnd.choice([lo, hi, rnd.randint(lo, hi), rnd.randint(lo, hi), lo - 1, hi + 1])
+            values.append([values_of(rnd, f[4]) for _ in range(min(max(n, 0), 255))])
+        elif kind == "str":
             values.append("".join(rnd.choice("ab\u00e9\u2713 ") for _ in
                                   range(rnd.randint(0, hi // 3))))
         elif kind.endswith("s"):
@@ -298,11 +435,17 @@ def values_for(rnd: random.Random, row: tuple) -> list[Any]:
 
 
 def pack(row: tuple, values: list[Any]) -> bytes:
+    return pack_fields(row[3], values)
+
+
+def pack_fields(fields: tuple, values: list[Any]) -> bytes:
     payload = b""
-    for f, v in zip(row[3], values, strict=True):
+    for f, v in zip(fields, values, strict=True):
         if f[1] == "str":
             raw = v.encode()
             payload += bytes([len(raw)]) + raw
+        elif f[1] == "list":
+            payload += bytes([len(v)]) + b"".join(pack_fields(f[4], item) for item in v)
         else:
             payload += struct.pack("<" + f[1], v)
     return payload
@@ -338,8 +481,8 @@ def seed_frames(rnd: random.Random) -> list[bytes]:
             (m.STOP, struct.pack("<BI", 1, m.STOP_CONFIRM)),
             (m.STOP, struct.pack("<BI", 4, m.STOP_CONFIRM)),
             (m.STOP, struct.pack("<BI", 2, 0)),
-            (m.SET_CONTINUOUS, struct.pack("<IH", 400_000, 500)),
-            (m.SET_CONTINUOUS, struct.pack("<IH", 20_000_000, 1)),
+            (m.SET_CONTINUOUS, struct.pack("<IB", 400_000, 0)),
+            (m.SET_CONTINUOUS, struct.pack("<IB", 20_000_000, m.CONFIRM_HIGH_DOSE)),
             (m.ENTER_REPL, struct.pack("<I", m.REPL_CONFIRM)),
             (m.ENTER_REPL, struct.pack("<I", m.STOP_CONFIRM)),
         )):

@@ -1,11 +1,13 @@
 """The host's construct codec (protocol/host_codec.py) against the golden vectors
 (protocol/vectors/golden.json, written by tools/make_golden.py independently of both codecs).
 
-Valid vectors: encode gives the frame and wire bytes, decode gives the fields (enum fields as
-their labels from messages.ENUMS). Bad vectors: the host raises DecodeError with the code the
-firmware answers with, wherever the host can tell; it has no range checks and no notion of
-request/response direction, so OUT_OF_RANGE vectors and response types sent as requests decode
-fine on the host, and that is asserted too.
+Valid vectors: encode gives the frame and wire bytes (fields given with enum labels and flag
+names, or as plain integers), decode gives the fields (enum fields as their labels from
+messages.ENUMS, flag sets as the list of the names set, in messages.FLAGS order, lists as lists
+of dicts). Bad vectors: the host raises DecodeError with the code the firmware answers with,
+wherever the host can tell; it has no range checks and no notion of request/response direction,
+so OUT_OF_RANGE vectors and response types sent as requests decode fine on the host, and that is
+asserted too (a flag set's unknown bits are dropped by the host's parse: asserted as such).
 
 Signed vectors: build_frame with a Signer (the vector's session, nonce, role and key) and the
 vector's counter gives the frame and wire bytes exactly; decode gives Message.auth. Refused
@@ -33,20 +35,67 @@ BAD = GOLDEN["bad"]
 SIGNED = GOLDEN["signed"]
 REFUSED = GOLDEN["refused"]
 LABELS = {name: dict(pairs) for name, pairs in m.ENUMS.items()}
+VALUES = {name: {label: value for value, label in pairs} for name, pairs in m.ENUMS.items()}
+BITS = {name: {label: bit for bit, label in pairs} for name, pairs in m.FLAGS.items()}
+
+
+def is_flags(f: tuple) -> bool:
+    return isinstance(f[4], str) and f[4] in m.FLAGS
+
+
+def fields_of(mtype: int) -> Any:
+    row = m.find(mtype)
+    assert row is not None, f"type 0x{mtype:02x} is not in the table"
+    return row[3]
 
 
 def host_fields(mtype: int, fields: dict[str, Any], labels: bool) -> dict[str, Any]:
-    """Vector fields as host_codec takes/gives them: bytes as bytes, enums as labels."""
+    """Vector fields as host_codec takes/gives them: bytes as bytes, lists as lists of dicts;
+    with labels, enums as labels and flag sets as lists of names (else both as ints)."""
     row = m.find(mtype)
     assert row is not None
+    return convert(row[3], fields, labels)
+
+
+def convert(spec: tuple, fields: dict[str, Any], labels: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, kind, _lo, _hi, enum, _unit in row[3]:
+    for f in spec:
+        name, kind, enum = f[0], f[1], f[4]
         v = fields[name]
-        if kind.endswith("s"):
+        if kind == "list":
+            v = [convert(enum, item, labels) for item in v]
+        elif kind.endswith("s"):
             v = bytes.fromhex(v)
+        elif is_flags(f) and labels:
+            v = [label for bit, label in m.FLAGS[enum] if v & bit]
         elif enum and labels:
             v = LABELS[enum][v]
         out[name] = v
+    return out
+
+
+def as_int(f: tuple, value: Any) -> int:
+    """A field as the host gives it, back as the integer on the wire (known flags only)."""
+    if is_flags(f):
+        return sum(BITS[f[4]][label] for label in value)
+    if isinstance(value, str):
+        return VALUES[f[4]][value]
+    return int(value)
+
+
+def out_of_range(spec: tuple, fields: dict[str, Any]) -> list[str]:
+    """The fields (list counts and list items' fields too) that the host read outside their
+    ranges."""
+    out = []
+    for f in spec:
+        v = fields[f[0]]
+        if f[1] == "list":
+            if not f[2] <= len(v) <= f[3]:
+                out.append(f"{f[0]} (count {len(v)})")
+            for k, item in enumerate(v):
+                out += [f"{f[0]}[{k}].{name}" for name in out_of_range(f[4], item)]
+        elif f[1] != "str" and f[2] is not None and not f[2] <= as_int(f, v) <= f[3]:
+            out.append(f[0])
     return out
 
 
@@ -81,10 +130,29 @@ def test_decode_valid(v: dict[str, Any]) -> None:
         assert msg.fields == host_fields(v["type"], v["fields"], labels=True)
         row = m.find(v["type"])
         assert row is not None
-        for name, _kind, _lo, _hi, enum, _unit in row[3]:
-            if enum:
-                assert type(msg[name]) is str, f"{name} parses to a plain label"
+        for f in row[3]:
+            if f[1] == "list":
+                assert type(msg[f[0]]) is list
+                assert all(type(item) is dict for item in msg[f[0]]), f"{f[0]}: dicts"
+            elif is_flags(f):
+                assert type(msg[f[0]]) is list, f"{f[0]} parses to a list of names"
+                assert all(type(name) is str for name in msg[f[0]])
+            elif f[4]:
+                assert type(msg[f[0]]) is str, f"{f[0]} parses to a plain label"
     assert hc.parse_frame(bytes.fromhex(v["frame"])).fields == msg.fields
+
+
+def test_flag_names_build_in_any_order() -> None:
+    # A flag set built from names, in any order or as a set, gives the bits' bytes.
+    vectors = [v for v in VALID
+               if any(is_flags(f) and v["fields"][f[0]] for f in fields_of(v["type"]))]
+    assert vectors
+    for v in vectors:
+        fields = host_fields(v["type"], v["fields"], labels=True)
+        for f in fields_of(v["type"]):
+            if is_flags(f):
+                fields[f[0]] = set(reversed(fields[f[0]]))
+        assert hc.build_frame(v["type"], v["seq"], fields).hex() == v["frame"], v["name"]
 
 
 def host_decodes(v: dict[str, Any]) -> bool:
@@ -116,16 +184,26 @@ def test_bad_vector(v: dict[str, Any]) -> None:
 
 
 def test_out_of_range_vectors_decode_on_host() -> None:
-    # Spelled out: the range checks are the firmware's, the host passes the values through.
+    # Spelled out: the range checks are the firmware's, the host passes the values through:
+    # integers, list counts and list items as they are; a flag set's unknown bits the host's
+    # parse drops (the names it gives are the known bits only).
     oor = [v for v in BAD if v["error"] == "OUT_OF_RANGE"]
     assert oor
+    dropped = 0
     for v in oor:
+        frame = bytes.fromhex(v["frame"])
         msg = hc.decode(bytes.fromhex(v["wire"]))
         row = m.find(msg.type)
         assert row is not None
-        out = [f for f in row[3] if f[2] is not None and f[1] != "str"
-               and not f[2] <= int(msg[f[0]]) <= f[3]]
-        assert out, f"{v['name']}: no field out of range in {msg.fields}"
+        if out_of_range(row[3], msg.fields):
+            continue
+        # Nothing out of range as read: the unknown bits of a flag set were dropped.
+        trailer = m.AUTH_SIZE if msg.flags & m.FLAG_AUTH else 0
+        payload = frame[m.HEADER_SIZE : len(frame) - m.CRC_SIZE - trailer]
+        assert any(is_flags(f) for f in row[3]), f"{v['name']}: nothing out of range"
+        assert hc.build_payload(msg.type, msg.fields) != payload, v["name"]
+        dropped += 1
+    assert dropped, "no vector with an unknown flag bit"
 
 
 # -- authenticated vectors -----------------------------------------------------------------

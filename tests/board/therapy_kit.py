@@ -1,0 +1,79 @@
+# Shared set-up for board tests of the therapy engine: a pump, an engine and a dispatcher in
+# a known state, built through the engine's own commands (profile, then a refill), so that
+# no test reaches into state the protocol could not set. Board-safe (CPython and MicroPython).
+
+from firmware import config
+from firmware.core.dispatch import Dispatcher
+from firmware.core.eventlog import EventLog
+from firmware.core.guard import Guard
+from firmware.core.pump import Pump
+from firmware.core.therapy import Therapy
+from protocol import messages as m
+
+STEP_NL = 250
+CAPACITY_NL = 20_000_000
+CLOCK0 = 1_800_000_000  # 2027-01-15 08:00 UTC
+BOARD_ID = b"\xe6\x61\x38\x52\x83\x47\xa5\x2f"
+FW = "0.1.0-test"
+CLINICIAN_KEY = bytes((0x80 + 3 * i) & 0xFF for i in range(32))
+PATIENT_KEY = bytes((0x11 + 5 * i) & 0xFF for i in range(32))
+DAY_MS = 86_400_000
+
+
+def bare(clock_s=CLOCK0, max_catch_up=1 << 20, log_size=256):
+    """A pump fresh from boot: no profile, empty reservoir. max_catch_up defaults to no cap
+    (tests advance time in large jumps); pass config.MAX_CATCH_UP_STEPS to test the cap."""
+    p = Pump(STEP_NL, CAPACITY_NL, 0, config.MAX_RATE_NL_DAY, clock_s, max_catch_up)
+    return Therapy(p, EventLog(log_size), config)
+
+
+def ready(origin=m.ORIGIN_SPINAL, age=40, phase=m.PHASE_TITRATION, ceiling_ng=1_500_000,
+          catheter_nl=200_000, concentration=500, fill_nl=CAPACITY_NL, clock_s=CLOCK0,
+          **kw):
+    """A therapy with a profile and a filled reservoir, no program yet."""
+    t = bare(clock_s, **kw)
+    t.role = m.ROLE_CLINICIAN
+    t.set_profile(origin, age, phase, ceiling_ng, catheter_nl, 0)
+    t.refill_begin()
+    t.refill_commit(0, fill_nl, m.DRUG_BACLOFEN, concentration, concentration,
+                    0 if concentration in (50, 500, 1000, 2000)
+                    else m.CONFIRM_CUSTOM_CONCENTRATION)
+    t.role = 0
+    return t
+
+
+def running(daily_ng=100_000, **kw):
+    """A therapy running continuous infusion of daily_ng, started now."""
+    t = ready(**kw)
+    t.set_continuous(daily_ng, m.CONFIRM_HIGH_DOSE if daily_ng > 1_000_000 else 0)
+    return t
+
+
+def advance(t, ms, chunk=60_000):
+    """Let ms pass in chunks (as the loop would wake); return the steps made."""
+    steps = 0
+    while ms > 0:
+        d = chunk if ms > chunk else ms
+        steps += t.advance(d)
+        ms -= d
+    return steps
+
+
+def dispatcher(t, keys=None, random_bytes=None):
+    if keys is None:
+        keys = {m.ROLE_CLINICIAN: CLINICIAN_KEY, m.ROLE_PATIENT: PATIENT_KEY}
+    if random_bytes is None:
+        def random_bytes(n):
+            return bytes(range(n))
+    return Dispatcher(t, (BOARD_ID, FW), Guard(keys), random_bytes)
+
+
+def refused(fn, *args):
+    """Call fn(*args) expecting a Refused; return it (fails the test if it went through)."""
+    from firmware.core.pump import Refused
+
+    try:
+        fn(*args)
+    except Refused as e:
+        return e
+    raise AssertionError("not refused: %s%r" % (getattr(fn, "__name__", fn), args))
