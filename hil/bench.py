@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hil.launcher import SimProcess
+from hil.suites.kit import prepare
 from host.client import PumpClient
 from host.deploy import build
 from protocol import codec, framing
@@ -22,12 +23,14 @@ from protocol import host_codec as hc
 from protocol import messages as m
 
 DAY_MS = 86_400_000
-STATUS_VALUES = (1, 400_000, 500, 800_000, 123_456, 61_728, 19_876_544, 86_400, 1_798_848_000,
-                 1_800_000_000, 3900, 0)
+# A status answer of a pump 1 day into 400 mcg/day at 500 mcg/mL.
+STATUS_VALUES = (1, 2, 400_000, 500, 800_000, 0, 0, 400_000, 123_456, 61_728, 19_876_544, 86_400,
+                 1_798_848_000, 1_800_000_000, 1_799_000_000, 1_800_100_000, 0, 0, 3900, 0)
 STATUS_FIELDS: dict[str, object] = dict(
     zip([f[0] for f in codec.LAYOUTS[m.STATUS].fields], STATUS_VALUES, strict=True)
 )
-STATUS_FIELDS["mode"] = "continuous"
+STATUS_FIELDS.update(mode="continuous", phase="titration", bolus="none", alarms=[],
+                     sessions=[])
 
 
 def time_warp(days: int = 20) -> dict[str, float]:
@@ -35,7 +38,8 @@ def time_warp(days: int = 20) -> dict[str, float]:
     mcg/day: 16 mL, inside the 20 mL reservoir), the rig driving the clock."""
     with SimProcess("0") as sim:
         with sim.client() as pump:
-            pump.set_continuous("400", 500)
+            prepare(pump, concentration=500, fill_ml="20")
+            pump.set_continuous("400")
         rig = sim.rig()
         t0 = time.perf_counter()
         rig.advance(days * DAY_MS)

@@ -1,19 +1,38 @@
-"""Unit conversions between what people type (mcg, uL) and what the pump counts (ng, nL).
-Decimal, never float: a dose a person typed must reach the pump exactly."""
+"""Unit conversions between what people type (mcg, mL, uL) and what the pump counts (ng, nL).
+Decimal, never float: a dose or a volume a person typed must reach the pump exactly."""
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+Number = Decimal | int | str
 
-def mcg_to_ng(value: Decimal | int | str) -> int:
+
+def _scaled(value: Number, factor: int, unit: str, resolution: str) -> int:
+    """value x factor as an int, refusing what is not a number or is finer than 1 unit."""
+    if isinstance(value, float):
+        raise ValueError(f"{value!r}: give a Decimal, an int or a string, not a float")
     try:
-        ng = Decimal(str(value)) * 1000
+        scaled = Decimal(str(value)) * factor
     except InvalidOperation as e:
         raise ValueError(f"not a number: {value!r}") from e
-    if ng != ng.to_integral_value():
-        raise ValueError(f"{value} mcg is finer than the pump's 0.001 mcg resolution")
-    return int(ng)
+    if not scaled.is_finite():
+        raise ValueError(f"not a number: {value!r}")
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{value} {unit} is finer than the pump's {resolution} resolution")
+    return int(scaled)
+
+
+def mcg_to_ng(value: Number) -> int:
+    return _scaled(value, 1000, "mcg", "0.001 mcg")
+
+
+def ml_to_nl(value: Number) -> int:
+    return _scaled(value, 1_000_000, "mL", "0.000001 mL (1 nL)")
+
+
+def ul_to_nl(value: Number) -> int:
+    return _scaled(value, 1000, "uL", "0.001 uL (1 nL)")
 
 
 def ng_to_mcg(ng: int) -> Decimal:
@@ -22,3 +41,34 @@ def ng_to_mcg(ng: int) -> Decimal:
 
 def nl_to_ul(nl: int) -> Decimal:
     return Decimal(nl) / 1000
+
+
+def nl_to_ml(nl: int) -> Decimal:
+    return Decimal(nl) / 1_000_000
+
+
+def fmt(value: Decimal | int, places: int = 3) -> str:
+    """A number for people: at most `places` decimals, no trailing zeros."""
+    text = f"{Decimal(value):.{places}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def duration(seconds: int) -> str:
+    """A wait or a span for people: '23 h 59 min', '45 s', '3 d 2 h'."""
+    if seconds < 60:
+        return f"{seconds} s"
+    d, rest = divmod(seconds, 86400)
+    h, rest = divmod(rest, 3600)
+    mnt, sec = divmod(rest, 60)
+    parts = []
+    if d:
+        parts.append(f"{d} d")
+    if h:
+        parts.append(f"{h} h")
+    if mnt and not d:
+        parts.append(f"{mnt} min")
+    if sec and not d and not h:
+        parts.append(f"{sec} s")
+    return " ".join(parts) or "0 s"

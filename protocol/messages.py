@@ -52,7 +52,6 @@ DOSE_MAX_NG_DAY = 20_000_000  # 20 mg/day: far above any labelled dose (max seen
 BOLUS_MAX_NG = 2_000_000  # 2 mg: the largest single bolus the wire can carry
 FLEX_STEPS_MAX = 24  # a flex day has up to 24 steps (the label's example needs 2; issue: 10+)
 LOG_PAGE_EVENTS = 8  # events per READ_LOG answer at most
-LOG_PAGE = LOG_PAGE_EVENTS  # old name, going: LOG_PAGE becomes the message type
 
 # Enums: name -> ((value, label), ...)
 ENUMS = {
@@ -107,13 +106,13 @@ ENUMS = {
         (15, "resume"),  # a: mode resumed
         (16, "refill_begin"),  # a: volume expected in the reservoir, nL
         (17, "refill_commit"),  # a: fill nL, b: concentration, c: drained nL
-        (18, "refill_abort"),
+        (18, "refill_abort"),  # a: 1 if the session timed out
         (19, "cap_begin"),  # a: pump clock when the session ends by itself
         (20, "cap_end"),  # a: 1 if it timed out
         (21, "alarm"),  # a: alarm, b: 1 raised, 0 cleared
         (22, "alarm_ack"),  # a: alarm
         (23, "alarm_silence"),  # a: minutes
-        (24, "escalation"),  # a: new daily dose, b: dose 30 days ago, c: increases in 30 days
+        (24, "escalation"),  # a: new daily dose, b: previous, c: maintenance increases in 90 d
     ),
     "stop_reason": (
         (1, "clinician_decision"),
@@ -175,7 +174,7 @@ RULES = (
     (8, "titration_step", "ng/day", "2.5"),
     (9, "titration_interval", "s", "2.5"),
     (10, "maintenance_step", "ng/day", "2.6"),
-    (11, "maintenance_at_refill", "", "2.6"),
+    (11, "maintenance_at_refill", "ng/day", "2.6"),
     (12, "high_dose", "ng/day", "2.6"),
     (13, "hard_ceiling", "ng/day", "profile"),
     (14, "large_decrease", "ng/day", "2.6, 5.5"),
@@ -190,8 +189,8 @@ RULES = (
     (23, "pump_rate", "nL/day", "pump"),
     (24, "overfill", "nL", "5.1"),
     (25, "drain_mismatch", "nL", "5.1"),
-    (26, "flex_steps", "", "2.4"),
-    (27, "phase", "", "2.2, 2.5"),
+    (26, "flex_steps", "steps", "2.4"),
+    (27, "phase", "phase", "2.2, 2.5"),
     (28, "reservoir", "nL", "5.5"),
     (29, "stop_reason", "", "boxed warning, 5.5"),
     (30, "taper", "ng/day", "2.6"),
@@ -493,6 +492,8 @@ MESSAGES = (
         ("step_ng", "I", 0, U32, None, "the daily cut, ng/day"),
         ("ends_at_s", "I", 0, U32, None, "pump clock when the target is reached"),
     ), "The taper now in force."),
+    (0x20, "GET_ALARMS", "req", (), "The alarms: active, unacknowledged, silenced until."),
+    (0xA0, "ALARM_STATE", "resp", ALARM_STATE_FIELDS, "The alarms."),
     (0xC0, "TELEMETRY", "event", TELEMETRY_FIELDS,
      "Unsolicited, every SET_TELEMETRY period: delivery as it goes."),
     (0xC1, "ALARM", "event", (
@@ -506,7 +507,8 @@ MESSAGES = (
         ("request_type", "B", 0, 255, None, "type of the refused request, 0 if unknown"),
         ("rule", "B", 0, len(RULES), "rule", "the clinical rule that refused it; 0: none"),
         ("requested", "I", 0, U32, None, "the value asked for (in the rule's unit)"),
-        ("allowed", "I", 0, U32, None, "the largest value allowed now"),
+        ("allowed", "I", 0, U32, None,
+         "the rule's limit now: the most allowed (the least, for a minimum)"),
         ("wait_s", "I", 0, U32, None, "s until it may be allowed (TOO_SOON)"),
         ("reason", "str", 0, 80, None, "text for a person"),
     ), "A request was refused or a frame could not be read."),
@@ -528,6 +530,7 @@ CHALLENGE_OK = 0x86
 GET_COUNTERS = 0x07
 COUNTERS = 0x87
 READ_LOG = 0x08
+LOG_PAGE = 0x88
 CLOCK_OK = 0x89
 TELEMETRY_OK = 0x8A
 PROFILE_OK = 0x8B
@@ -574,6 +577,8 @@ CAP_END = 0x1C
 ALARM_ACK = 0x1D
 ALARM_SILENCE = 0x1E
 SET_TAPER = 0x1F
+GET_ALARMS = 0x20
+ALARM_STATE = 0xA0
 TELEMETRY = 0xC0
 ALARM = 0xC1
 ERROR = 0xFF
@@ -619,6 +624,7 @@ ACCESS = {
     GET_PROGRAM: ANY_ROLE,
     GET_PATIENT_BOLUS: ANY_ROLE,
     GET_SCREENING: CLINICIAN | SERVICE,
+    GET_ALARMS: ANY_ROLE,
     READ_LOG: CLINICIAN | SERVICE,
     SET_CLOCK: CLINICIAN | SERVICE,
     ENTER_REPL: CLINICIAN | SERVICE,
@@ -647,7 +653,7 @@ ACCESS = {
 # Requests that only read: always answered afresh. Every other request changes the pump, and
 # a repeat of it (same sequence number and CRC as the last one) is answered from the cache.
 READ_ONLY = (GET_INFO, GET_STATUS, GET_COUNTERS, READ_LOG, GET_PROFILE, GET_PROGRAM,
-             GET_PATIENT_BOLUS, GET_SCREENING)
+             GET_PATIENT_BOLUS, GET_SCREENING, GET_ALARMS)
 # Never answered from the cache: the reads, and CHALLENGE (each opens its own session; a
 # cached one would hand two hosts that drew the same sequence number the same session).
 ANSWERED_AFRESH = READ_ONLY + (CHALLENGE,)

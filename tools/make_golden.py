@@ -509,7 +509,12 @@ VALID = [
     ("alarm_silence_min", "ALARM_SILENCE", 71, {"minutes": 1}),
     ("alarm_silence_day", "ALARM_SILENCE", 72, {"minutes": 1440}),
     ("alarm_silenced", "ALARM_SILENCED", 72, alarm_state(0x0022, 0x0020, T0 + DAY)),
-    ("alarm_silenced_max", "ALARM_SILENCED", 0xFFFF, alarm_state(m.ALARM_BITS, m.ALARM_BITS, 0xFFFFFFFF)),
+    ("alarm_silenced_max", "ALARM_SILENCED", 0xFFFF,
+     alarm_state(m.ALARM_BITS, m.ALARM_BITS, 0xFFFFFFFF)),
+    ("get_alarms", "GET_ALARMS", 73, {}),
+    ("alarm_state_none", "ALARM_STATE", 73, alarm_state(0, 0, 0)),
+    ("alarm_state_critical", "ALARM_STATE", 74,
+     alarm_state(1 << (m.ALARM_CAP_VIOLATION - 1), 1 << (m.ALARM_CAP_VIOLATION - 1), 0)),
     ("set_taper_two_weeks", "SET_TAPER", 73, {"target_ng": 100_000, "days": 14, "confirm": 0}),
     ("set_taper_bounds_low", "SET_TAPER", 74, {"target_ng": 1000, "days": 14, "confirm": 0}),
     ("set_taper_bounds_high", "SET_TAPER", 75,
@@ -660,6 +665,7 @@ SIGNED = [
     ("cap_end_clinician", "CAP_END", 0x011F, {}, "clinician", 34),
     ("alarm_ack_patient", "ALARM_ACK", 0x0120, {"alarm": m.ALARM_LOW_RESERVOIR}, "patient", 35),
     ("alarm_silence_service", "ALARM_SILENCE", 0x0121, {"minutes": 30}, "service", 36),
+    ("get_alarms_patient", "GET_ALARMS", 0x0122, {}, "patient", 37),
     ("set_taper_clinician", "SET_TAPER", 0x0122,
      {"target_ng": 100_000, "days": 21, "confirm": DECREASE}, "clinician", 37),
 ]
@@ -1011,7 +1017,7 @@ def bad_vectors():
     add("read_log_without_count", "BAD_LENGTH", frame(t["READ_LOG"], SEQ, bytes(4)))
     add("read_log_count_0", "OUT_OF_RANGE", req("READ_LOG", "read_log_0", count=0))
     add("read_log_count_over_page", "OUT_OF_RANGE",
-        req("READ_LOG", "read_log_0", count=m.LOG_PAGE + 1))
+        req("READ_LOG", "read_log_0", count=m.LOG_PAGE_EVENTS + 1))
     add("set_clock_long", "BAD_LENGTH", frame(t["SET_CLOCK"], SEQ, bytes(5)))
     add("set_telemetry_short", "BAD_LENGTH", frame(t["SET_TELEMETRY"], SEQ, b"\x3c"))
     add("set_clock_before_2020", "OUT_OF_RANGE",

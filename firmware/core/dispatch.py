@@ -61,6 +61,7 @@ class Dispatcher:
             m.ALARM_ACK: t.alarm_ack,
             m.ALARM_SILENCE: t.alarm_silence,
             m.SET_TAPER: t.set_taper,
+            m.GET_ALARMS: t.alarm_state,
         }
 
     def record(self, event, a=0, b=0, c=0):

@@ -9,6 +9,7 @@ BUCKETS = 97  # 24 h of whole buckets, and the current one
 class DoseWindow:
     def __init__(self):
         self.ng = [0] * BUCKETS
+        self.total = 0  # sum of the buckets, kept as they change: a status read is O(1)
         self.pg = 0  # below 1 ng, carried into the next add
         self.at = 0  # uptime_s // BUCKET_S of the current bucket
 
@@ -18,19 +19,19 @@ class DoseWindow:
         if now - self.at >= BUCKETS:
             for i in range(BUCKETS):
                 self.ng[i] = 0
+            self.total = 0
         else:
             while self.at < now:
                 self.at += 1
+                self.total -= self.ng[self.at % BUCKETS]
                 self.ng[self.at % BUCKETS] = 0
         self.at = now
 
     def add_pg(self, pg):
         pg += self.pg
         self.ng[self.at % BUCKETS] += pg // 1000
+        self.total += pg // 1000
         self.pg = pg % 1000
 
     def total_ng(self):
-        t = 0
-        for v in self.ng:
-            t += v
-        return t
+        return self.total

@@ -7,9 +7,12 @@ from decimal import Decimal
 import pytest
 
 from hil.rig import Rig
+from hil.suites.kit import prepare
+from host import errors
 from host.client import PumpClient
 
 HOUR_MS = 3600 * 1000
+DAY_MS = 24 * HOUR_MS
 
 
 def ideal_nl(dose_mcg_day: Decimal, conc: int, ms: int) -> Decimal:
@@ -32,7 +35,8 @@ def test_continuous_delivery_matches_program(
     pump: PumpClient, rig: Rig, dose: str, conc: int, hours: int
 ) -> None:
     step_nl = pump.info().step_nl
-    pump.set_continuous(dose, conc)
+    prepare(pump, concentration=conc)
+    pump.set_continuous(dose)
     start = rig.plant()["delivered_nl"]
     rig.advance(hours * HOUR_MS)
     delivered = rig.plant()["delivered_nl"] - start
@@ -46,8 +50,60 @@ def test_continuous_delivery_matches_program(
 
 @pytest.mark.hil
 @pytest.mark.rig("time_control", "delivered_volume")
+def test_nothing_is_delivered_before_profile_refill_and_program(
+    pump: PumpClient, rig: Rig
+) -> None:
+    with pytest.raises(errors.InvalidState) as refused:
+        pump.set_continuous("400")
+    assert refused.value.rule == "profile_required"
+    prepare(pump)
+    rig.advance(HOUR_MS)
+    assert rig.plant()["delivered_nl"] == 0  # filled, not programmed: nothing moves
+    pump.set_continuous("400")
+    rig.advance(HOUR_MS)
+    assert rig.plant()["delivered_nl"] > 0
+
+
+@pytest.mark.hil
+@pytest.mark.rig("time_control", "delivered_volume")
+def test_a_bolus_is_delivered_on_top_of_the_basal_rate(pump: PumpClient, rig: Rig) -> None:
+    prepare(pump)
+    pump.set_continuous("400")  # 800 uL/day: 27 s per step
+    start = rig.plant()["delivered_nl"]
+    bolus = pump.bolus("50", 600)  # 50 mcg at 500 mcg/mL: 100 uL over 10 min
+    assert (bolus.dose_mcg, bolus.volume_ul) == (Decimal(50), Decimal(100))
+    rig.advance(HOUR_MS)
+    delivered = rig.plant()["delivered_nl"] - start
+    basal = ideal_nl(Decimal(400), 500, HOUR_MS)
+    assert 0 <= basal + 100_000 - delivered < pump.info().step_nl
+    s = pump.status()
+    assert s.bolus == "none" and s.delivered_ul * 1000 == rig.plant()["delivered_nl"]
+    assert [e.event for e in pump.events()][-2:] == ["bolus", "bolus_done"]
+
+
+@pytest.mark.hil
+@pytest.mark.rig("time_control", "delivered_volume")
+def test_suspend_holds_the_minimum_rate_and_resume_restores_the_program(
+    pump: PumpClient, rig: Rig
+) -> None:
+    prepare(pump)
+    pump.set_continuous("400")
+    held = pump.suspend("clinician_decision", confirm=True)
+    assert pump.status().mode == "minimum_rate"
+    start = rig.plant()["delivered_nl"]
+    rig.advance(DAY_MS)
+    assert rig.plant()["delivered_nl"] - start == held.rate_ul_day * 1000  # a day of it
+    assert pump.resume().daily_dose_mcg == 400
+    start = rig.plant()["delivered_nl"]
+    rig.advance(DAY_MS)
+    assert rig.plant()["delivered_nl"] - start == 800_000
+
+
+@pytest.mark.hil
+@pytest.mark.rig("time_control", "delivered_volume")
 def test_confirmed_stop_halts_delivery(pump: PumpClient, rig: Rig) -> None:
-    pump.set_continuous("400", 500)
+    prepare(pump)
+    pump.set_continuous("400")
     rig.advance(2 * HOUR_MS)
     pump.stop("clinician_decision", confirm=True)
     after_stop = rig.plant()["delivered_nl"]
@@ -59,13 +115,15 @@ def test_confirmed_stop_halts_delivery(pump: PumpClient, rig: Rig) -> None:
 @pytest.mark.hil
 @pytest.mark.rig("time_control", "delivered_volume")
 def test_the_reservoir_runs_dry_when_status_said(pump: PumpClient, rig: Rig) -> None:
-    pump.set_continuous("2000", 500)  # 4 mL/day: the 20 mL reservoir lasts 5 days
+    prepare(pump, ceiling_mcg_day="2500")
+    pump.set_continuous("2000", confirm=["high_dose"])  # 4 mL/day: 20 mL last 5 days
     forecast = pump.status().dry_at
     assert forecast is not None
-    rig.advance(6 * 24 * HOUR_MS)
+    rig.advance(6 * DAY_MS)
     assert rig.plant()["reservoir_nl"] < pump.info().step_nl
     ran_dry = [e for e in pump.events() if e.event == "reservoir_empty"]
     assert len(ran_dry) == 1 and abs((ran_dry[0].time - forecast).total_seconds()) <= 1
+    assert "reservoir_empty" in pump.status().alarms
 
 
 @pytest.mark.hil

@@ -13,11 +13,15 @@ import serial
 
 from hil.launcher import SimProcess
 from host import cli, discovery, keys
+from protocol import messages as m
 
 STATUS_KEYS = {
-    "mode", "daily_dose_mcg", "concentration_mcg_ml", "rate_ul_day", "delivered_ul",
-    "delivered_mcg", "reservoir_ul", "uptime_s", "clock", "dry_at", "battery_v", "frame_errors",
+    "mode", "phase", "daily_dose_mcg", "concentration_mcg_ml", "rate_ul_day", "bolus",
+    "bolus_left_mcg", "last_24h_mcg", "delivered_ul", "delivered_mcg", "reservoir_ul",
+    "uptime_s", "clock", "low_at", "refill_at", "dry_at", "alarms", "sessions", "battery_v",
+    "frame_errors",
 }
+PROGRAM_KEYS = {"mode", "daily_dose_mcg", "rate_ul_day", "utc_offset_min", "steps"}
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +32,7 @@ def sim_keys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("PUMPCTL_KEYS", raising=False)
     if "sim" in request.fixturenames:
         monkeypatch.setenv("PUMPCTL_KEYS", request.getfixturevalue("sim").keyfile)
+    monkeypatch.setattr(cli.out, "width", 200)  # tables unwrapped, as in a wide terminal
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -40,6 +45,18 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
     code, out, _ = run(capsys, *argv, "--json")
     return code, json.loads(out)
+
+
+def set_up(capsys: pytest.CaptureFixture[str], sim: SimProcess, ceiling: str = "1500",
+           fill_ml: str = "20") -> None:
+    """A pump ready to program, set up as a clinician would: profile, then refill."""
+    code, profile = run_json(capsys, "profile", "set", "--origin", "spinal", "--age", "40",
+                             "--phase", "titration", "--ceiling", ceiling, "--port", sim.url)
+    assert code == 0 and profile["phase"] == "titration", profile
+    code, refill = run_json(capsys, "refill", "--fill-ml", fill_ml, "--concentration", "500",
+                            "--concentration-again", "500",
+                            "--drained-ml", "0", "--port", sim.url)
+    assert code == 0 and refill["concentration_mcg_ml"] == 500, refill
 
 
 def test_info_json(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
@@ -62,16 +79,20 @@ def test_info_human(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_set_dose_status_stop(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
-    code, data = run_json(capsys, "set-dose", "412.5", "-c", "500", "--port", sim.url)
+    set_up(capsys, sim)
+    code, data = run_json(capsys, "set-dose", "412.5", "--port", sim.url)
     assert (code, data) == (0, {
-        "mode": "continuous", "daily_dose_mcg": "412.5", "concentration_mcg_ml": 500,
-        "rate_ul_day": "825",
+        "mode": "continuous", "daily_dose_mcg": "412.5", "rate_ul_day": "825",
+        "utc_offset_min": 0, "steps": [{"start_min": 0, "daily_dose_mcg": "412.5"}],
     })
+    code, out, _ = run(capsys, "set-dose", "400", "--port", sim.url)
+    assert code == 0 and "400 mcg/day = 800 uL/day" in out
     code, status = run_json(capsys, "status", "--port", sim.url)
     assert code == 0 and set(status) == STATUS_KEYS
-    assert status["mode"] == "continuous" and status["daily_dose_mcg"] == "412.5"
+    assert status["mode"] == "continuous" and status["daily_dose_mcg"] == "400"
+    assert status["alarms"] == [] and status["sessions"] == [] and status["phase"] == "titration"
     code, out, _ = run(capsys, "status", "--port", sim.url)
-    assert "412.5 mcg/day at 500 mcg/mL" in out and "825 uL/day" in out
+    assert "400 mcg/day at 500 mcg/mL" in out and "800 uL/day" in out and "refill due" in out
     code, data = run_json(capsys, "stop", "--confirm", "--reason", "end_of_therapy",
                           "--port", sim.url)
     assert (code, data) == (0, {"mode": "stopped", "reason": "end_of_therapy"})
@@ -89,7 +110,8 @@ def test_status_watch_json_lines(sim: SimProcess, capsys: pytest.CaptureFixture[
 def test_stop_without_confirm_sends_nothing(
     sim: SimProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run(capsys, "set-dose", "400", "-c", "500", "--port", sim.url)
+    set_up(capsys, sim)
+    run(capsys, "set-dose", "400", "--port", sim.url)
     code, out, err = run(capsys, "stop", "--port", sim.url)
     assert code == cli.EXIT_USAGE and "needs --confirm" in err
     _, status = run_json(capsys, "status", "--port", sim.url)
@@ -97,21 +119,30 @@ def test_stop_without_confirm_sends_nothing(
 
 
 def test_pump_refusal_exit_4(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
-    code, data = run_json(capsys, "set-dose", "0.5", "-c", "500", "--port", sim.url)
+    code, data = run_json(capsys, "set-dose", "0.5", "--port", sim.url)
     assert code == 4
-    assert data["error"]["type"] == "OutOfRange"
+    assert data["error"]["type"] == "OutOfRange" and data["error"]["rule"] is None
     assert "daily_dose_ng=500 outside" in data["error"]["message"]
-    code, _, err = run(capsys, "set-dose", "0.5", "-c", "500", "--port", sim.url)
+    code, _, err = run(capsys, "set-dose", "0.5", "--port", sim.url)
     assert code == 4 and "pump refused (OUT_OF_RANGE)" in err
 
 
 def test_dose_finer_than_resolution_is_refused_on_host(
     sim: SimProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(capsys, "set-dose", "400.0001", "-c", "500", "--port", sim.url)
+    code, _, err = run(capsys, "set-dose", "400.0001", "--port", sim.url)
     assert code == cli.EXIT_USAGE and "resolution" in err
-    code, _, err = run(capsys, "set-dose", "lots", "-c", "500", "--port", sim.url)
+    code, _, err = run(capsys, "set-dose", "lots", "--port", sim.url)
     assert code == cli.EXIT_USAGE and "not a number" in err
+    code, _, err = run(capsys, "refill", "--fill-ml", "20.0000001", "-c", "500", "-C", "500",
+                       "--drained-ml", "0", "--port", sim.url)
+    assert code == cli.EXIT_USAGE and "resolution" in err
+    code, _, err = run(capsys, "set-dose", "5000000", "--port", sim.url)
+    assert code == cli.EXIT_USAGE and "does not fit" in err
+    code, _, err = run(capsys, "ack", "nonsense", "--port", sim.url)
+    assert code == cli.EXIT_USAGE and "low_reservoir" in err
+    _, log = run(capsys, "log", "--json", "--port", sim.url)[:2]
+    assert [json.loads(line)["event"] for line in log.splitlines()] == ["boot"]  # none sent
 
 
 # --- the link failing ------------------------------------------------------------------------
@@ -214,8 +245,7 @@ def test_patient_reads_but_cannot_program(
 ) -> None:
     code, status = run_json(capsys, "status", "--role", "patient", "--port", sim.url)
     assert code == 0 and status["mode"] == "stopped"
-    code, data = run_json(capsys, "set-dose", "400", "-c", "500", "--role", "patient",
-                          "--port", sim.url)
+    code, data = run_json(capsys, "set-dose", "400", "--role", "patient", "--port", sim.url)
     assert code == 4 and data["error"]["type"] == "WrongRole"
     _, status = run_json(capsys, "status", "--port", sim.url)
     assert status["mode"] == "stopped"
@@ -226,8 +256,7 @@ def test_wrong_key_is_refused(
 ) -> None:
     forged = tmp_path / "forged.json"
     keys.write(forged, keys.generate())
-    code, data = run_json(capsys, "set-dose", "400", "-c", "500", "--keys", str(forged),
-                          "--port", sim.url)
+    code, data = run_json(capsys, "set-dose", "400", "--keys", str(forged), "--port", sim.url)
     assert code == 4 and data["error"]["type"] == "BadTag"
 
 
@@ -242,14 +271,177 @@ def test_bad_key_file(
 
 
 def test_log_counters_and_time_sync(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
-    run(capsys, "set-dose", "400", "-c", "500", "--port", sim.url)
+    set_up(capsys, sim)
+    run(capsys, "set-dose", "400", "--port", sim.url)
     code, clock = run_json(capsys, "time-sync", "--port", sim.url)
     assert code == 0 and clock["clock"].startswith("20")
     code, out, _ = run(capsys, "log", "--json", "--port", sim.url)
     events = [json.loads(line) for line in out.splitlines()]
-    assert [e["event"] for e in events] == ["boot", "program", "clock_set"]
-    assert events[1]["role"] == "clinician" and events[1]["a"] == 400_000
+    assert [e["event"] for e in events] == [
+        "boot", "profile", "refill_begin", "refill_commit", "program", "clock_set"]
+    assert set(events[4]) == {"number", "time", "event", "role", "rule", "type", "a", "b", "c"}
+    assert events[4]["role"] == "clinician" and events[4]["a"] == 400_000
     code, out, _ = run(capsys, "log", "--port", sim.url)
-    assert "400 mcg/day at 500 mcg/mL" in out
+    assert "continuous 400 mcg/day" in out and "filled 20 mL at 500 mcg/mL" in out
     code, counts = run_json(capsys, "counters", "--port", sim.url)
-    assert code == 0 and counts["REPLAY"] == 0 and len(counts) == 18
+    assert code == 0 and counts["REPLAY"] == 0 and len(counts) == len(m.ERRORS)
+    assert counts["LIMIT"] == counts["TOO_SOON"] == 0
+
+
+# --- set-up, therapy and the pump's refusals -----------------------------------------------------
+
+
+def test_profile_show_and_set(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "profile", "--port", sim.url)
+    assert code == 0 and "no patient profile" in out
+    code, data = run_json(capsys, "profile", "set", "--origin", "cerebral", "--age", "12",
+                          "--phase", "titration", "--ceiling", "800", "--catheter-ml", "0.25",
+                          "--infusion-start", "2026-12-24T10:00", "--port", sim.url)
+    assert (code, data) == (0, {
+        "origin": "cerebral", "age_years": 12, "phase": "titration", "ceiling_mcg_day": "800",
+        "catheter_ml": "0.25", "infusion_start": "2026-12-24T10:00:00+00:00",
+    })
+    code, shown = run_json(capsys, "profile", "show", "--port", sim.url)
+    assert (code, shown) == (0, data)
+    code, out, _ = run(capsys, "profile", "--port", sim.url)
+    assert "cerebral" in out and "800 mcg/day" in out and "0.25 mL" in out
+    code, data = run_json(capsys, "profile", "set", "--origin", "spinal", "--age", "3",
+                          "--phase", "titration", "--ceiling", "800", "--port", sim.url)
+    assert code == 4 and data["error"]["type"] == "Limit"
+    assert (data["error"]["rule"], data["error"]["requested"], data["error"]["allowed"],
+            data["error"]["unit"]) == ("patient_age", 3, 4, "years")
+    assert "asked 3 years, at least 4 years" in data["error"]["message"]
+
+
+def test_nothing_programs_before_profile_and_refill(
+    sim: SimProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, data = run_json(capsys, "set-dose", "400", "--port", sim.url)
+    assert code == 4 and data["error"]["type"] == "InvalidState"
+    assert data["error"]["rule"] == "profile_required"
+    code, _, err = run(capsys, "set-dose", "400", "--port", sim.url)
+    assert code == 4 and "INVALID_STATE profile_required" in err and "set one first" in err
+
+
+def test_refill(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "profile", "set", "--origin", "spinal", "--age", "40", "--phase", "titration",
+        "--ceiling", "1500", "--port", sim.url)
+    code, data = run_json(capsys, "refill", "--fill-ml", "20", "-c", "300", "-C", "300",
+                          "--drained-ml", "0",
+                          "--port", sim.url)
+    assert code == 4 and data["error"]["type"] == "NotConfirmed"
+    assert (data["error"]["rule"], data["error"]["requested"]) == ("custom_concentration", 300)
+    _, status = run_json(capsys, "status", "--port", sim.url)
+    assert (status["sessions"], status["concentration_mcg_ml"]) == ([], 0)  # aborted, unchanged
+    code, data = run_json(capsys, "refill", "--fill-ml", "20", "-c", "300", "-C", "300",
+                          "--drained-ml", "0",
+                          "--confirm", "custom_concentration", "--port", sim.url)
+    assert code == 0 and (data["reservoir_ml"], data["concentration_mcg_ml"]) == ("20", 300)
+    assert set(data) == {"reservoir_ml", "concentration_mcg_ml", "expected_ml", "low_at",
+                         "refill_at"}
+    code, _, err = run(capsys, "refill", "--fill-ml", "20", "-c", "500", "-C", "500",
+                       "--drained-ml", "4",
+                       "--port", sim.url)
+    assert code == 4 and "drain_mismatch" in err and "drained 4 mL, expected 20 mL" in err
+    code, out, _ = run(capsys, "refill", "--fill-ml", "20", "-c", "500", "-C", "500",
+                       "--drained-ml", "4",
+                       "--confirm", "drain_mismatch", "--port", sim.url)
+    assert code == 0 and "20 mL at 500 mcg/mL" in out
+    code, _, err = run(capsys, "refill", "--fill-ml", "20", "-c", "500",
+                       "--concentration-again", "50", "--drained-ml", "20", "--port", sim.url)
+    assert code == 4 and "entered 500 mcg/mL, then 50 mcg/mL" in err
+
+
+def test_a_limit_shows_rule_requested_and_allowed(
+    sim: SimProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_up(capsys, sim, ceiling="1500")
+    code, data = run_json(capsys, "set-dose", "2000", "--confirm", "high_dose",
+                          "--port", sim.url)
+    assert code == 4
+    assert data["error"]["type"] == "Limit" and data["error"]["code"] == "LIMIT"
+    assert (data["error"]["rule"], data["error"]["requested"], data["error"]["allowed"],
+            data["error"]["unit"], data["error"]["request"]) == (
+        "hard_ceiling", 2_000_000, 1_500_000, "ng/day", "SET_CONTINUOUS")
+    code, _, err = run(capsys, "set-dose", "2000", "--confirm", "high_dose", "--port", sim.url)
+    assert code == 4
+    assert "LIMIT hard_ceiling): asked 2000 mcg/day, at most 1500 mcg/day" in err
+    _, status = run_json(capsys, "status", "--port", sim.url)
+    assert status["mode"] == "stopped"  # refused: nothing programmed
+    code, out, _ = run(capsys, "log", "--port", sim.url)
+    assert "hard_ceiling" in out and "asked 2000 mcg/day" in out
+
+
+def test_too_soon_shows_the_wait(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    set_up(capsys, sim)
+    run(capsys, "set-dose", "400", "--port", sim.url)
+    code, data = run_json(capsys, "set-dose", "450", "--port", sim.url)
+    assert code == 4 and data["error"]["type"] == "TooSoon"
+    assert (data["error"]["rule"], data["error"]["wait_s"]) == ("first_24h", 86_400)
+    code, _, err = run(capsys, "set-dose", "450", "--port", sim.url)
+    assert "TOO_SOON first_24h" in err and "allowed in 1 d" in err
+    rig = sim.rig()
+    rig.advance(86_400_000)
+    rig.close()
+    code, data = run_json(capsys, "set-dose", "450", "--port", sim.url)
+    assert code == 0 and data["daily_dose_mcg"] == "450"
+
+
+def test_confirmations_for_set_dose(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    set_up(capsys, sim, ceiling="2000")
+    code, data = run_json(capsys, "set-dose", "1200", "--port", sim.url)
+    assert code == 4 and data["error"]["type"] == "NotConfirmed"
+    assert (data["error"]["rule"], data["error"]["allowed"]) == ("high_dose", 1_000_000)
+    code, _, err = run(capsys, "set-dose", "1200", "--port", sim.url)
+    assert "NOT_CONFIRMED high_dose" in err and "without confirmation" in err
+    code, data = run_json(capsys, "set-dose", "1200", "--confirm", "high_dose",
+                          "--port", sim.url)
+    assert code == 0 and set(data) == PROGRAM_KEYS
+    code, data = run_json(capsys, "set-dose", "500", "--port", sim.url)
+    assert code == 4 and data["error"]["rule"] == "large_decrease"
+    code, data = run_json(capsys, "set-dose", "500", "--confirm", "large_decrease",
+                          "--port", sim.url)
+    assert code == 0 and data["daily_dose_mcg"] == "500"
+
+
+def test_suspend_resume_bolus(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    set_up(capsys, sim)
+    run(capsys, "set-dose", "400", "--port", sim.url)
+    code, data = run_json(capsys, "bolus", "50", "--minutes", "10", "--port", sim.url)
+    assert (code, data["kind"], data["dose_mcg"], data["volume_ul"], data["duration_s"]) == (
+        0, "clinician", "50", "100", 600)
+    code, _, err = run(capsys, "bolus", "50", "--port", sim.url)
+    assert code == 4 and "a bolus is running" in err
+    code, _, err = run(capsys, "suspend", "--port", sim.url)
+    assert code == cli.EXIT_USAGE and "needs --confirm" in err
+    code, data = run_json(capsys, "suspend", "--confirm", "--port", sim.url)
+    assert (code, data) == (0, {"reason": "clinician_decision", "rate_ul_day": "48"})
+    _, status = run_json(capsys, "status", "--port", sim.url)
+    assert status["mode"] == "minimum_rate" and status["bolus"] == "none"
+    code, out, _ = run(capsys, "resume", "--port", sim.url)
+    assert code == 0 and "resumed continuous infusion: 400 mcg/day" in out
+    code, data = run_json(capsys, "resume", "--port", sim.url)
+    assert code == 4 and data["error"]["type"] == "InvalidState"  # already running
+
+
+def test_alarms_and_ack(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    code, data = run_json(capsys, "alarms", "--port", sim.url)
+    assert (code, data) == (0, {"alarms": [], "unacknowledged": [], "silenced_until": None})
+    code, _, err = run(capsys, "ack", "--port", sim.url)
+    assert code == cli.EXIT_USAGE and "--all" in err
+    set_up(capsys, sim, fill_ml="2")  # at the low-reservoir level
+    rig = sim.rig()
+    rig.advance(1000)
+    rig.close()
+    code, data = run_json(capsys, "alarms", "--port", sim.url)
+    assert (code, data) == (0, {"alarms": ["low_reservoir"], "unacknowledged": ["low_reservoir"],
+                                "silenced_until": None})
+    code, out, _ = run(capsys, "alarms", "--port", sim.url)
+    assert "low_reservoir" in out and "acknowledged" in out
+    code, data = run_json(capsys, "ack", "--all", "--port", sim.url)
+    assert (code, data) == (0, {"acknowledged": ["low_reservoir"], "alarms": ["low_reservoir"],
+                                "unacknowledged": [], "silenced_until": None})
+    code, data = run_json(capsys, "alarms", "--port", sim.url)
+    assert data["alarms"] == ["low_reservoir"] and data["unacknowledged"] == []
+    code, out, _ = run(capsys, "log", "--port", sim.url)
+    assert "low_reservoir raised" in out

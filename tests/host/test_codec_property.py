@@ -915,7 +915,7 @@ def test_refusal_log_names_only_authenticated_roles(firmware_loop: Any) -> None:
         link.data, link.at = cobs.encode(req) + b"\x00", 0
         loop.read_input()
         rtype, _, values, bad = read_reply(link.writes[-1])
-        assert not bad and rtype == 0x88, f"unreadable LOG_PAGE: {bad}"
+        assert not bad and rtype == m.LOG_PAGE, f"unreadable LOG_PAGE: {bad}"
         for item in values[2]:
             entry = dict(zip(names, item, strict=True))
             if entry["event"] == m.EV_REFUSED:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hil.launcher import SimProcess
+from hil.suites.kit import prepare
 from host import deploy, discovery, errors, keys
 
 
@@ -32,7 +33,8 @@ def test_no_board_says_so(
 
 def test_refuses_to_take_over_a_delivering_pump(sim: SimProcess) -> None:
     with sim.client() as pump:
-        pump.set_continuous("400", 500)
+        prepare(pump)
+        pump.set_continuous("400")
     with pytest.raises(errors.InvalidState):
         deploy.release_link(sim.url, sim.keys())
     with sim.client() as pump:

@@ -19,7 +19,9 @@ def test_each_answer_goes_to_the_client_that_sent_its_sequence_number() -> None:
     link.send(hc.encode("STOPPED", 1001, {"reason": "clinician_decision"}))
     link.send(hc.encode("STOPPED", 2001, {"reason": "clinician_decision"}))
     link.send(hc.encode("TELEMETRY", 0, {"mode": "stopped", "rate_nl_day": 0,
-                                         "delivered_nl": 0, "delivered_ng": 0,
-                                         "reservoir_nl": 0, "clock_s": 0,
-                                         "battery_mv": 0}))
-    assert got == {"a": [1001, 0], "b": [2001, 0]}  # events (seq 0) go to everyone
+                                         "bolus_left_ng": 0, "delivered_nl": 0,
+                                         "delivered_ng": 0, "reservoir_nl": 0, "clock_s": 0,
+                                         "alarms": [], "battery_mv": 0}))
+    link.send(hc.encode("ALARM", 0, {"alarm": "low_reservoir", "active": 1, "time_s": 0,
+                                     "alarms": ["low_reservoir"]}))
+    assert got == {"a": [1001, 0, 0], "b": [2001, 0, 0]}  # events (seq 0) go to everyone

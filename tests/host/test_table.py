@@ -5,8 +5,6 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-import pytest
-
 from host import errors
 from protocol import codec
 from protocol import messages as m
@@ -25,8 +23,6 @@ MESSAGES: list[Any] = list(m.MESSAGES)  # (rows of mixed shapes: typed loosely h
 # (messages.py names mode 3 "minimum_rate" but its constant MODE_MINIMUM: reported.)
 CONSTANT_ALIASES = {("mode", "minimum_rate"): "MODE_MINIMUM"}
 NO_CONSTANT = {("rule", "none")}
-# Names of messages that a constant of another meaning holds (LOG_PAGE: events per page).
-CONSTANT_CLASHES = {"LOG_PAGE"}
 
 
 def walk(fields: tuple, where: str = ""):
@@ -56,15 +52,12 @@ def test_request_and_event_constants_match_the_table() -> None:
 
 def test_message_constants_that_exist_match_the_table() -> None:
     for type_id, name, *_ in MESSAGES:
-        if hasattr(m, name) and name not in CONSTANT_CLASHES:
+        if hasattr(m, name):
             assert getattr(m, name) == type_id, name
     for name in ("INFO", "STATUS", "ERROR"):  # named by the firmware and the host
         assert getattr(m, name) == next(r[0] for r in MESSAGES if r[1] == name)
 
 
-@pytest.mark.xfail(strict=True, reason="messages.py: the response types have no constants "
-                   "(CONTINUOUS_OK, STOPPED, CHALLENGE_OK, ...) and LOG_PAGE holds the page "
-                   "size (8), not the LOG_PAGE message (0x88); reported, not changed here")
 def test_every_message_has_its_constant() -> None:
     wrong = [name for type_id, name, *_ in MESSAGES if getattr(m, name, None) != type_id]
     assert not wrong, wrong

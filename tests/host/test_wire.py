@@ -13,6 +13,7 @@ from cobs import cobs
 
 from hil.launcher import SimProcess
 from hil.rig import SimRig
+from host.client import Telemetry
 from protocol import host_codec as hc
 from protocol import messages as m
 from protocol.host_codec import Message
@@ -61,6 +62,20 @@ class Wire:
         self.send(self.signed(name, seq, fields) if needs_role else hc.encode(name, seq, fields))
         return self.reply()
 
+    def set_up(self, seq: int = 50000) -> None:
+        """A profile and a full reservoir at 500 mcg/mL: the pump may be programmed."""
+        assert self.ask("SET_PROFILE", seq, PROFILE).type == m.PROFILE_OK
+        assert self.ask("REFILL_BEGIN", seq + 1).type == m.REFILL_OPEN
+        assert self.ask("REFILL_COMMIT", seq + 2, REFILL).type == m.REFILL_DONE
+
+
+PROFILE = {"origin": "spinal", "age_years": 40, "phase": "titration", "ceiling_ng": 1_500_000,
+           "catheter_nl": 200_000, "infusion_start_s": 0}
+REFILL = {"drained_nl": 0, "fill_nl": 20_000_000, "drug": "baclofen", "concentration": 500,
+          "concentration_again": 500, "confirm": []}
+SET_400 = {"daily_dose_ng": 400_000, "confirm": []}
+LOG_PAGE = m.LOG_PAGE
+
 
 @pytest.fixture
 def wire(sim: SimProcess) -> Iterator[Wire]:
@@ -94,8 +109,15 @@ BAD_FRAMES = [
     ("unknown type", framed(header(0x42, 10)), m.ERR_UNKNOWN_TYPE, 10),
     ("a response type", framed(header(m.STATUS, 11)), m.ERR_UNKNOWN_TYPE, 11),
     ("short payload", framed(header(m.SET_CONTINUOUS, 12) + b"\x01"), m.ERR_BAD_LENGTH, 12),
-    ("dose too high", framed(header(m.SET_CONTINUOUS, 13) + struct.pack("<IH", 10**9, 500)),
+    ("dose too high", framed(header(m.SET_CONTINUOUS, 13) + struct.pack("<IB", 10**9, 0)),
      m.ERR_OUT_OF_RANGE, 13),
+    ("unknown confirmation", framed(header(m.SET_CONTINUOUS, 16)
+                                    + struct.pack("<IB", 400_000, 0x10)), m.ERR_OUT_OF_RANGE, 16),
+    ("log page too long", framed(header(m.READ_LOG, 17) + struct.pack("<IB", 0, 9)),
+     m.ERR_OUT_OF_RANGE, 17),
+    ("flex list too long", framed(header(m.SET_FLEX, 18) + struct.pack("<BhB", 0, 0, 25)
+                                  + struct.pack("<HI", 0, 400_000) * 25), m.ERR_OUT_OF_RANGE,
+     18),
     ("unsigned stop", framed(header(m.STOP, 14) + struct.pack("<BI", 1, m.STOP_CONFIRM)),
      m.ERR_AUTH_REQUIRED, 14),
     ("signed, no session", framed(header(m.GET_STATUS, 15, flags=m.FLAG_AUTH)
@@ -135,24 +157,37 @@ def test_garbage_between_frames_is_skipped(wire: Wire) -> None:
 
 def test_retry_with_same_seq_is_answered_not_rerun(sim: SimProcess, wire: Wire) -> None:
     rig = SimRig(sim.control)
-    request = wire.signed("SET_CONTINUOUS", 77, {"daily_dose_ng": 400_000, "concentration": 500})
+    wire.set_up()
+    request = wire.signed("SET_CONTINUOUS", 77, SET_400)
     wire.send(request)
     first = wire.raw_reply()
-    assert hc.decode(first).type == m.SET_CONTINUOUS_OK
+    assert hc.decode(first).type == m.CONTINUOUS_OK
     rig.advance(20_000)  # steps fall every 27 s: re-running would restart that interval
     wire.send(request)
     assert wire.raw_reply() == first
     rig.advance(10_000)
     assert rig.plant()["steps"] == 1  # 30 s after the first and only start
     # The same seq with different content is a new request, and runs.
-    again = wire.ask("SET_CONTINUOUS", 77, {"daily_dose_ng": 800_000, "concentration": 500})
-    assert again.type == m.SET_CONTINUOUS_OK and again["daily_dose_ng"] == 800_000
+    again = wire.ask("SET_CONTINUOUS", 77, {"daily_dose_ng": 350_000, "confirm": []})
+    assert again.type == m.CONTINUOUS_OK and again["daily_dose_ng"] == 350_000
     rig.close()
 
 
+def test_a_retried_refusal_is_answered_from_the_cache_too(wire: Wire) -> None:
+    wire.set_up()
+    assert wire.ask("SET_CONTINUOUS", 1, SET_400).type == m.CONTINUOUS_OK
+    request = wire.signed("SET_CONTINUOUS", 2, {"daily_dose_ng": 450_000, "confirm": []})
+    wire.send(request)
+    first = wire.raw_reply()
+    wire.send(request)
+    assert wire.raw_reply() == first  # not run again: logged once
+    counters = wire.ask("GET_COUNTERS", 3)
+    assert counters["too_soon"] == 1
+
+
 def test_repl_only_when_stopped(sim: SimProcess, wire: Wire) -> None:
-    assert wire.ask("SET_CONTINUOUS", 1, {"daily_dose_ng": 400_000, "concentration": 500}).type \
-        == m.SET_CONTINUOUS_OK
+    wire.set_up()
+    assert wire.ask("SET_CONTINUOUS", 1, SET_400).type == m.CONTINUOUS_OK
     assert_error(wire.ask("ENTER_REPL", 2, {"confirm": m.REPL_CONFIRM}), m.ERR_INVALID_STATE, 2)
     assert_error(wire.ask("ENTER_REPL", 3, {"confirm": 0}), m.ERR_NOT_CONFIRMED, 3)
     wire.ask("STOP", 4, {"reason": "surgery_or_maintenance", "confirm": m.STOP_CONFIRM})
@@ -176,14 +211,14 @@ def test_a_read_is_answered_afresh_even_with_the_same_seq(sim: SimProcess, wire:
 # --- authentication: replay and roles -------------------------------------------------------
 
 
-SET_400 = {"daily_dose_ng": 400_000, "concentration": 500}
 STOP = {"reason": "clinician_decision", "confirm": m.STOP_CONFIRM}
 
 
 def test_replay_in_the_same_session_is_refused(wire: Wire) -> None:
+    wire.set_up()
     old = wire.signed("SET_CONTINUOUS", 1, SET_400)
     wire.send(old)
-    assert wire.reply().type == m.SET_CONTINUOUS_OK
+    assert wire.reply().type == m.CONTINUOUS_OK
     assert wire.ask("STOP", 2, STOP).type == m.STOPPED
     wire.send(old)  # captured earlier, replayed after a later command
     assert_error(wire.reply(), m.ERR_REPLAY, 1)
@@ -234,17 +269,44 @@ def test_refusals_are_counted_and_logged(sim: SimProcess, wire: Wire) -> None:
     assert_error(wire.reply(), m.ERR_BAD_COBS, 0)
     counters = wire.ask("GET_COUNTERS", 4)
     assert (counters["wrong_role"], counters["replay"], counters["bad_cobs"]) == (1, 1, 1)
-    events = []
-    n = 0
-    while (entry := wire.ask("READ_LOG", 10 + n, {"number": n})).type == m.LOG_ENTRY:
-        events.append((entry["event"], entry["role"], entry["a"], entry["b"]))
-        n = entry["number"] + 1
+    page = wire.ask("READ_LOG", 5, {"number": 0, "count": m.LOG_PAGE_EVENTS})
+    assert page.type == LOG_PAGE and (page["oldest"], page["total"]) == (0, 4)
+    events = [(e["event"], e["role"], e["rule"], e["type"], e["a"]) for e in page["events"]]
     assert events == [
-        ("boot", 0, 1, 0),
-        ("refused", m.ROLE_PATIENT, m.ERR_WRONG_ROLE, m.SET_CONTINUOUS),
-        ("stop", m.ROLE_CLINICIAN, 1, 0),
-        ("refused", m.ROLE_CLINICIAN, m.ERR_REPLAY, m.STOP),
+        ("boot", 0, "none", 0, 1),
+        ("refused", m.ROLE_PATIENT, "none", m.SET_CONTINUOUS, m.ERR_WRONG_ROLE),
+        ("stop", m.ROLE_CLINICIAN, "none", 0, 1),
+        ("refused", m.ROLE_CLINICIAN, "none", m.STOP, m.ERR_REPLAY),
     ]
+
+
+def test_the_log_is_read_in_pages(wire: Wire) -> None:
+    for n in range(10):
+        assert wire.ask("SET_TELEMETRY", 100 + n, {"period_s": 0}).type == m.TELEMETRY_OK
+        wire.ask("STOP", 200 + n, STOP)  # 10 stops: 11 events with the boot
+    first = wire.ask("READ_LOG", 1, {"number": 0, "count": 8})
+    assert [e["number"] for e in first["events"]] == list(range(8)) and first["total"] == 11
+    rest = wire.ask("READ_LOG", 2, {"number": 8, "count": 8})
+    assert [e["number"] for e in rest["events"]] == [8, 9, 10]
+    past = wire.ask("READ_LOG", 3, {"number": 11, "count": 1})
+    assert past.type == LOG_PAGE and past["events"] == [] and past["total"] == 11
+
+
+def test_a_clinical_refusal_names_its_rule_on_the_wire(wire: Wire) -> None:
+    refused = wire.ask("SET_CONTINUOUS", 1, SET_400)
+    assert_error(refused, m.ERR_INVALID_STATE, 1)
+    assert (refused["request_type"], refused["rule"], refused["wait_s"]) == (
+        m.SET_CONTINUOUS, "profile_required", 0)
+    wire.set_up()
+    refused = wire.ask("SET_CONTINUOUS", 2, {"daily_dose_ng": 1_600_000,
+                                             "confirm": ["high_dose"]})
+    assert_error(refused, m.ERR_LIMIT, 2)
+    assert (refused["rule"], refused["requested"], refused["allowed"]) == (
+        "hard_ceiling", 1_600_000, 1_500_000)
+    assert wire.ask("SET_CONTINUOUS", 3, SET_400).type == m.CONTINUOUS_OK
+    refused = wire.ask("SET_CONTINUOUS", 4, {"daily_dose_ng": 500_000, "confirm": []})
+    assert_error(refused, m.ERR_TOO_SOON, 4)
+    assert (refused["rule"], refused["wait_s"]) == ("first_24h", 86_400)
 
 
 def test_telemetry_events_arrive_on_their_period(sim: SimProcess) -> None:
@@ -252,12 +314,14 @@ def test_telemetry_events_arrive_on_their_period(sim: SimProcess) -> None:
     with sim.client(role="patient") as pump:
         pump.set_telemetry(60)
         first = pump.next_event(2.0)
-        assert first is not None and first.type == m.TELEMETRY and first.seq == 0
+        assert isinstance(first, Telemetry) and first.mode == "stopped"
         rig.advance(600_000)  # ten minutes: ten more, one a minute
-        clocks = [first["clock_s"]]
+        clocks = [first.clock]
         while (event := pump.next_event(0.5)) is not None:
-            clocks.append(event["clock_s"])
-        assert [b - a for a, b in zip(clocks, clocks[1:], strict=False)] == [60] * 10
+            assert isinstance(event, Telemetry)
+            clocks.append(event.clock)
+        assert [(b - a).total_seconds() for a, b in zip(clocks, clocks[1:], strict=False)] == (
+            [60] * 10)
         pump.set_telemetry(0)
         rig.advance(600_000)
         assert pump.next_event(0.3) is None
