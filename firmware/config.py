@@ -39,7 +39,7 @@ MAX_RATE_NL_DAY = 24_000_000  # the mechanism's top continuous rate: 1 mL/h
 # and logged (delivery_gap): a little under-delivery is safer than an overdose.
 MAX_CATCH_UP_STEPS = 4
 
-EVENT_LOG_SIZE = 256  # events kept in RAM (14 bytes each); the oldest is dropped first
+EVENT_LOG_SIZE = 256  # events kept in RAM (20 bytes each); the oldest is dropped first
 
 # Link: "usb" (USB CDC stdin/stdout) or "uart0"
 LINK = "usb"

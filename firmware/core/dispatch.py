@@ -9,6 +9,11 @@ _TELEMETRY_AT = tuple(m.STATUS_FIELDS.index(f) for f in m.TELEMETRY_FIELDS)
 UNPROVEN_LOG_S = 60
 
 
+def _u32(v):
+    """A value for a u32 field: saturated, never wrapped into a smaller one."""
+    return 0 if v < 0 else 0xFFFFFFFF if v > 0xFFFFFFFF else v
+
+
 class Dispatcher:
     def __init__(self, therapy, identity, guard, random_bytes):
         """therapy: the engine (and through it the pump and the event log);
@@ -76,8 +81,8 @@ class Dispatcher:
             self.count(e.code)
             if mtype not in m.READ_ONLY:  # a read refused changes nothing worth a record
                 self.therapy.record(m.EV_REFUSED, e.code, e.requested, e.allowed, e.rule, mtype)
-            return m.ERROR, (e.code, mtype, e.rule, e.requested & 0xFFFFFFFF,
-                             e.allowed & 0xFFFFFFFF, e.wait_s, e.reason)
+            return m.ERROR, (e.code, mtype, e.rule, _u32(e.requested), _u32(e.allowed),
+                             _u32(e.wait_s), e.reason)
         except Exception as e:  # a firmware bug must not stop delivery: report it, go on
             self.count(m.ERR_INTERNAL)
             self.therapy.record(m.EV_REFUSED, m.ERR_INTERNAL, type_=mtype)

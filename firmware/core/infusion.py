@@ -41,17 +41,28 @@ class Infusion:
         self.start_interval(self.step_nl * DAY_S * 1000, nl_per_day)
 
     def start_interval(self, num, den):
-        """Run with one step every num / den ms. From a stop, the first step falls one full
-        interval from now; from another rate, the part of a step already run carries over
-        (reprogramming must not push the next step back, or frequent changes would deliver
-        nothing)."""
+        """Run with one step every num / den ms."""
+        self.start_split(num // den, num % den, den)
+
+    def start_split(self, whole, rem, den):
+        """Run with one step every whole + rem / den ms (split ahead of time: a flex day's
+        steps switch without big ints, so without allocating on MicroPython). From a stop,
+        the first step falls one full interval from now; from another rate, the part of a step
+        already run carries over (reprogramming must not push the next step back, or frequent
+        changes would deliver nothing)."""
         first = -1
         if self.divisor and self.whole:
-            left = self.wait if self.wait > 0 else 0  # ms to the next step at the old rate
-            d = den * self.whole
-            first = (num * left + d - 1) // d  # the same fraction of the new interval
-        self.whole = num // den
-        self.rem = num % den
+            # The same fraction of the new interval as was left of the old one: a / b, both
+            # cut to 15 bits so every product below stays a small int (off by < 1/16384 of
+            # an interval, and by under 1 ms for the new interval's fraction of a ms).
+            a = self.wait if self.wait > 0 else 0  # ms to the next step at the old rate
+            b = self.whole
+            while b > 0x7FFF:
+                a >>= 1
+                b >>= 1
+            first = (whole // b) * a + ((whole % b) * a + b - 1) // b
+        self.whole = whole
+        self.rem = rem
         self.divisor = den
         self.acc = den - 1  # rounds every due time up: ceil, not floor
         self.wait = 0

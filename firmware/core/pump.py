@@ -72,6 +72,18 @@ class Pump:
             self.basal.start_volume(nl_per_day)
         self.basal_nl_day = nl_per_day
 
+    def run_split(self, split):
+        """Basal rate from split(): what run_dose() would run, without computing it."""
+        self.basal.start_split(split[0], split[1], split[2])
+        self.basal_nl_day = split[3]
+
+    def split(self, daily_dose_ng):
+        """A daily dose at the reservoir's concentration as (whole ms, remainder, divisor,
+        nL/day) for run_split(): the big-int work done ahead of time."""
+        num = self.step_nl * self.concentration * 86400
+        return (num // daily_dose_ng, num % daily_dose_ng, daily_dose_ng,
+                (daily_dose_ng * 1000 + self.concentration // 2) // self.concentration)
+
     def halt(self):
         """No basal rate, no bolus: an immediate stop."""
         self.basal.stop()

@@ -33,7 +33,9 @@ FIRST_DAY_S = DAY_S
 # Label 2.6: limited experience above 1000 mcg/day: confirm it.
 HIGH_DOSE_NG = 1_000_000
 # Label 2.6 (decreases 10-20 %) and 5.5 (never stop abruptly): a cut of more than 20 % below
-# the highest dose in force during the last 24 h needs a confirmation.
+# the highest dose in force during the last 24 h needs a confirmation. (The engine keeps that
+# highest dose per quarter hour, so it may remember it up to 15 min longer: it asks, never
+# lets one through.)
 LARGE_DECREASE_PCT = 20
 
 
@@ -68,12 +70,12 @@ def step_pct(origin, age_years, maintenance):
     return TITRATION_PCT_OTHER if small else TITRATION_PCT_SPINAL
 
 
-def check_ceiling(new_daily, boluses_24h, ceiling):
-    """The program plus the boluses authorised in the last 24 h stay under the ceiling."""
-    if new_daily + boluses_24h > ceiling:
-        refuse(m.ERR_LIMIT, m.RULE_HARD_CEILING, new_daily, max(0, ceiling - boluses_24h),
-               "%d ng/day over the hard ceiling %d (with %d ng of boluses in 24 h)"
-               % (new_daily, ceiling, boluses_24h))
+def check_ceiling(new_daily, ceiling):
+    """A program's own day stays under the ceiling (therapy.py also checks every 24 h
+    window that reaches back into what was delivered before it)."""
+    if new_daily > ceiling:
+        refuse(m.ERR_LIMIT, m.RULE_HARD_CEILING, new_daily, ceiling,
+               "%d ng/day over the hard ceiling %d ng/day" % (new_daily, ceiling))
 
 
 def check_high_dose(new_daily, confirm):
@@ -84,7 +86,9 @@ def check_high_dose(new_daily, confirm):
 
 def check_increase(new_daily, in_force, phase, pct, now, infusion_start_s, last_increase_s,
                    in_refill):
-    """An increase over the dose in force: when it may come and how large it may be."""
+    """An increase over the dose in force (in maintenance: the dose when the refill visit
+    began): when it may come and how large it may be. Times are the pump's monotonic
+    seconds; last_increase_s is None if there was none."""
     if now - infusion_start_s < FIRST_DAY_S:
         refuse(m.ERR_TOO_SOON, m.RULE_FIRST_24H, new_daily, in_force,
                "no increase in the first 24 h of infusion (label 2.5)",
@@ -98,7 +102,7 @@ def check_increase(new_daily, in_force, phase, pct, now, infusion_start_s, last_
             refuse(m.ERR_LIMIT, m.RULE_MAINTENANCE_STEP, new_daily, allowed,
                    "more than +%d %% at a refill (label 2.6)" % pct)
         return
-    if last_increase_s and now - last_increase_s < DAY_S:
+    if last_increase_s is not None and now - last_increase_s < DAY_S:
         refuse(m.ERR_TOO_SOON, m.RULE_TITRATION_INTERVAL, new_daily, in_force,
                "titration: one increase per 24 h (label 2.5)", DAY_S - (now - last_increase_s))
     if new_daily > allowed:

@@ -88,3 +88,22 @@ def s_to_deliver(steps, second_of_day, volume_nl, concentration):
         t += wait
         s = (s + wait) % DAY_S
         i = (i + 1) % len(steps)
+
+
+def ng_over(steps, second_of_day, seconds):
+    """ng the program delivers from a second of the local day over `seconds`, rounded up."""
+    if not steps or seconds <= 0:
+        return 0
+    # In units of 1/86400 ng: a step at D ng/day gives D of them each second.
+    total = 0
+    s = second_of_day
+    i = index_at(steps, s)
+    while seconds > 0:
+        wait = s_until_change(steps, s)
+        if wait > seconds:
+            wait = seconds
+        total += steps[i][1] * wait
+        seconds -= wait
+        s = (s + wait) % DAY_S
+        i = (i + 1) % len(steps)
+    return (total + DAY_S - 1) // DAY_S

@@ -2,15 +2,17 @@
 # boluses, screening, patient boluses, refill and catheter-access-port sessions, alarms, and the
 # reservoir's dates. Every change goes through the label's rules (rules.py) and into the event
 # log. Pure: it drives the Pump (the mechanism) and takes time as elapsed milliseconds.
+#
+# Every "within 24 h" rule runs on the pump's own monotonic time (uptime seconds), never on the
+# wall clock, which a host can set: moving the clock a day ahead must not open a new day of
+# doses. The wall clock only dates what is reported and the flex day's local time.
 
 from firmware.core import rules, schedule
 from firmware.core.alarms import Alarms
-from firmware.core.pump import Refused
+from firmware.core.window import BUCKET_S, BUCKETS, PeakWindow
 from protocol import messages as m
 
 DAY_S = 86400
-HISTORY = 16  # program changes kept for the 24 h decrease rule and escalation flags
-LEDGER = 32  # boluses authorised, kept for the 24 h ceiling
 ESCALATION_WINDOW_S = 90 * DAY_S
 ESCALATION_COUNT = 3  # the third maintenance increase within 90 days flags the catheter
 
@@ -45,11 +47,15 @@ class Therapy:
         self.age_years = 0
         self.ceiling_ng = 0
         self.catheter_nl = 0
-        self.infusion_start_s = 0
+        self.infusion_start_s = 0  # wall clock, as reported
+        self.start_up = None  # infusion start in uptime s (negative: before this boot)
+        self.programmed = False  # a program was ever set on this pump
         # The program: a day of steps; mode says whether it runs
         self.mode = m.MODE_STOPPED
         self.program_mode = m.MODE_STOPPED  # what RESUME returns to
         self.steps = ()
+        self.splits = ()  # each step's rate split ahead for Pump.run_split
+        self.sod_base = 0  # local second of the day at uptime 0 (for the flex day)
         self.utc_offset_min = 0
         self.daily_ng = 0
         self.stop_reason = 0
@@ -58,17 +64,13 @@ class Therapy:
         self.taper_target_ng = 0
         self.taper_days = 0
         self.taper_day = 0
-        # Program changes (time, daily dose), for the 24 h decrease rule and escalation
-        self.hist_t = [0] * HISTORY
-        self.hist_ng = [0] * HISTORY
-        self.hist_n = 0
-        self.last_increase_s = 0
-        self.increase_t = [0] * ESCALATION_COUNT  # maintenance increases, a ring
+        self.taper_next_up = 0  # uptime when the next taper day starts
+        # The highest daily dose in force in each quarter hour of the last 24 h
+        self.in_force = PeakWindow()
+        self.last_increase_up = None
+        self.refill_base_ng = 0  # the dose in force when the refill session opened
+        self.increase_up = [None] * ESCALATION_COUNT  # maintenance increases, a ring
         self.increase_n = 0
-        # Boluses authorised (time, ng), for the ceiling over any 24 h
-        self.ledger_t = [0] * LEDGER
-        self.ledger_ng = [0] * LEDGER
-        self.ledger_n = 0
         self.bolus_kind = m.BOLUS_NONE
         self.bolus_ng = 0
         # Patient bolus settings and use
@@ -76,10 +78,10 @@ class Therapy:
         self.pb_duration_s = 600
         self.pb_lockout_s = 0
         self.pb_max = 0
-        self.pb_t = [0] * 24
-        self.pb_n = 0
-        # Screening history: (time_s, dose_ng, duration_s)
+        self.pb_up = [None] * 24  # when each of the last patient boluses was given (uptime)
+        # Screening history: (time_s, dose_ng, duration_s), and when the last one was given
         self.screens = []
+        self.last_screen_up = 0
         # Sessions. Deadlines in uptime seconds: the steady state compares small ints (the
         # pump clock, near 2**31, would be a big int on MicroPython and allocate).
         self.refill_end_up = 0  # uptime when an open refill session is aborted; 0: none
@@ -101,14 +103,17 @@ class Therapy:
 
     def set_profile(self, origin, age_years, phase, ceiling_ng, catheter_nl, infusion_start_s):
         rules.check_age(age_years)
-        started = self.infusion_start_s or self.hist_n
+        started = self.start_up is not None or self.programmed
         if phase == m.PHASE_SCREENING and started:
             rules.refuse(m.ERR_INVALID_STATE, m.RULE_PHASE, phase, self.phase,
                          "infusion has started: no going back to screening")
-        if self.daily_ng + self.boluses_24h() > ceiling_ng and self.program_mode:
-            rules.refuse(m.ERR_LIMIT, m.RULE_HARD_CEILING, ceiling_ng,
-                         self.daily_ng + self.boluses_24h(),
-                         "the ceiling is under the program in force and the last 24 h boluses")
+        if self.program_mode:
+            need = self._peak(self.steps, self.pump.bolus_left_ng())
+            if self.daily_ng > need:
+                need = self.daily_ng
+            if need > ceiling_ng:
+                rules.refuse(m.ERR_LIMIT, m.RULE_HARD_CEILING, ceiling_ng, need,
+                             "the ceiling is under what the program in force delivers in 24 h")
         self.origin = origin
         self.age_years = age_years
         self.phase = phase
@@ -116,6 +121,8 @@ class Therapy:
         self.catheter_nl = catheter_nl
         if infusion_start_s:
             self.infusion_start_s = infusion_start_s
+            p = self.pump
+            self.start_up = p.uptime_s - (p.clock_s() - infusion_start_s)
         self.record(m.EV_PROFILE, age_years, ceiling_ng, origin << 8 | phase)
         return self.profile()
 
@@ -138,7 +145,9 @@ class Therapy:
 
     def set_taper(self, target_ng, days, confirm):
         start = self.daily_ng
-        if not self.program_mode or target_ng >= start:
+        if not 14 <= days <= 28:
+            rules.refuse(m.ERR_LIMIT, m.RULE_TAPER, days, 28, "a taper takes 14 to 28 days")
+        if not self.program_mode or not 0 < target_ng < start:
             rules.refuse(m.ERR_LIMIT, m.RULE_TAPER, target_ng, start,
                          "a taper steps down from the dose in force")
         step = (start - target_ng + days - 1) // days
@@ -152,7 +161,8 @@ class Therapy:
         self.taper_target_ng = target_ng
         self.taper_days = days
         self.taper_day = 0
-        self._push_history(start)  # a taper is a decrease: no rule but the log
+        self.taper_next_up = self.pump.uptime_s + DAY_S
+        self.programmed = True
         self.mode = self.program_mode = m.MODE_TAPER
         self.steps = ((0, start),)
         self.stop_reason = 0
@@ -179,30 +189,40 @@ class Therapy:
 
     def _program(self, mode, steps, utc_offset_min, confirm):
         self._require_running_setup()
+        for _start, dose in steps:
+            if dose < 1:
+                rules.refuse(m.ERR_OUT_OF_RANGE, 0, dose, 1, "a dose of at least 1 ng/day")
         p = self.pump
-        now = p.clock_s()
+        up = p.uptime_s
         new = schedule.daily_dose(steps)
         self._check_rate(steps, p.concentration)
-        rules.check_ceiling(new, self.boluses_24h(), self.ceiling_ng)
+        rules.check_ceiling(new, self.ceiling_ng)
+        self._check_peak(steps, p.bolus_left_ng(), new)
         rules.check_high_dose(new, confirm)
         old = self.daily_ng
-        first = not self.hist_n
+        first = not self.programmed
         if first:
             rules.check_starting_dose(new, self.screens[-1][1] if self.screens else 0)
         elif new > old:
+            maintenance = self.phase == m.PHASE_MAINTENANCE
+            # At a refill visit the limit is on the visit, not on each command of it.
             rules.check_increase(
-                new, old, self.phase,
-                rules.step_pct(self.origin, self.age_years, self.phase == m.PHASE_MAINTENANCE),
-                now, self.infusion_start_s, self.last_increase_s, self.refill_end_up != 0)
+                new, self.refill_base_ng if maintenance and self.refill_end_up else old,
+                self.phase,
+                rules.step_pct(self.origin, self.age_years, maintenance), up,
+                self.start_up if self.start_up is not None else up, self.last_increase_up,
+                self.refill_end_up != 0)
         elif new < old:
-            rules.check_decrease(new, self.highest_24h(now), confirm)
+            rules.check_decrease(new, self.in_force.peak(), confirm)
         # Every rule passed: the change is made whole.
-        if not self.infusion_start_s:
-            self.infusion_start_s = now
+        if self.start_up is None:
+            self.start_up = up
+            self.infusion_start_s = p.clock_s()
         if not first and new > old:
-            self.last_increase_s = now
+            self.last_increase_up = up
             self._escalation(new, old)
-        self._push_history(new)
+        self.programmed = True
+        self._note_dose(new)
         self.steps = steps
         self.utc_offset_min = utc_offset_min
         self.mode = self.program_mode = mode
@@ -225,69 +245,85 @@ class Therapy:
         largest step allowed, or the third within 90 days. Flagged, logged; not refused."""
         if self.phase != m.PHASE_MAINTENANCE:
             return
-        now = self.pump.clock_s()
-        self.increase_t[self.increase_n % ESCALATION_COUNT] = now
+        now = self.pump.uptime_s
+        self.increase_up[self.increase_n % ESCALATION_COUNT] = now
         self.increase_n += 1
         pct = rules.step_pct(self.origin, self.age_years, True)
         recent = 0
-        for t in self.increase_t:
-            if t and now - t < ESCALATION_WINDOW_S:
+        for t in self.increase_up:
+            if t is not None and now - t < ESCALATION_WINDOW_S:
                 recent += 1
-        if new >= old * (100 + pct) // 100 or recent >= ESCALATION_COUNT:
+        base = self.refill_base_ng if self.refill_base_ng else old
+        if new >= base * (100 + pct) // 100 or recent >= ESCALATION_COUNT:
             self.record(m.EV_ESCALATION, new, old, recent)
             self._alarm(m.ALARM_ESCALATION, True)
 
-    def _push_history(self, daily_ng):
-        i = self.hist_n % HISTORY
-        self.hist_t[i] = self.pump.clock_s()
-        self.hist_ng[i] = daily_ng
-        self.hist_n += 1
+    def _note_dose(self, daily_ng):
         self.daily_ng = daily_ng
+        self.in_force.roll(self.pump.uptime_s, daily_ng)
+        self.in_force.note(daily_ng)
 
-    def highest_24h(self, now):
-        """The highest daily dose in force at any time in the last 24 h."""
-        top = self.daily_ng
-        n = self.hist_n if self.hist_n < HISTORY else HISTORY
-        for k in range(n):
-            i = (self.hist_n - 1 - k) % HISTORY
-            if self.hist_ng[i] > top:
-                top = self.hist_ng[i]
-            if now - self.hist_t[i] >= DAY_S:
-                break  # this one was in force 24 h ago: older ones were not
-        return top
+    def _check_peak(self, steps, extra_ng, new_daily):
+        peak = self._peak(steps, extra_ng)
+        if peak > self.ceiling_ng:
+            allowed = new_daily - (peak - self.ceiling_ng)
+            rules.refuse(m.ERR_LIMIT, m.RULE_HARD_CEILING, new_daily, allowed if allowed > 0 else 0,
+                         "%d ng would pass in some 24 h (with what was delivered): ceiling %d"
+                         % (peak, self.ceiling_ng))
 
-    def boluses_24h(self):
-        now = self.pump.clock_s()
-        total = 0
-        for i in range(LEDGER):
-            if self.ledger_ng[i] and now - self.ledger_t[i] < DAY_S:
-                total += self.ledger_ng[i]
-        return total
+    def _peak(self, steps, extra_ng):
+        """The most any 24 h window reaching into the future would hold if `steps` ran from
+        now on with extra_ng more given at once: what was delivered in its past part (the
+        quarter-hour ring, rounded outward) plus what the program gives in its future part
+        (rounded up to the next quarter hour). Rounded up throughout: never under."""
+        p = self.pump
+        w = p.window
+        w.roll(p.uptime_s)
+        sod = schedule.local_s(p.clock_s(), self.utc_offset_min)
+        past = w.total_ng()  # buckets at-96 .. at: the window reaching back 24 h 15 min
+        top = 0
+        for k in range(BUCKETS):
+            future = schedule.ng_over(steps, sod, min((k + 1) * BUCKET_S, DAY_S))
+            if past + future > top:
+                top = past + future
+            past -= w.ng[(w.at - (BUCKETS - 1) + k) % BUCKETS]
+        return top + extra_ng
 
     def program(self):
         return (self.mode, self.daily_ng, self.pump.basal_nl_day, self.utc_offset_min,
                 self.steps)
 
-    def _run(self):
-        """Run the step of the program in force now; schedule the next change."""
+    def _run(self, dates=True):
+        """Run the step of the program in force now; schedule the next change. A flex day's
+        own step changes leave the dates alone (they were computed over the whole day)."""
         p = self.pump
         if self.mode == m.MODE_TAPER:
             dose = self._taper_dose()
             self.steps = ((0, dose),)
-            self.daily_ng = dose
+            self._note_dose(dose)
             self.change_ms = -1
             if dose > self.taper_target_ng:
-                self.change_ms = DAY_S * 1000
-            elif self.taper_day:  # the target reached: it stays as continuous infusion
+                self.change_ms = (self.taper_next_up - p.uptime_s) * 1000 - p._ms
+            else:  # the target reached: it stays as continuous infusion
                 self.mode = self.program_mode = m.MODE_CONTINUOUS
             p.run_dose(dose)
         else:
-            sod = schedule.local_s(p.clock_s(), self.utc_offset_min)
-            p.run_dose(self.steps[schedule.index_at(self.steps, sod)][1])
+            if dates:  # a change, not the day's own step: work out what the steps run at
+                self._split_steps()
+                self.sod_base = schedule.local_s(p.clock_s() - p.uptime_s,
+                                                 self.utc_offset_min)
+            sod = (self.sod_base + p.uptime_s) % DAY_S
+            p.run_split(self.splits[schedule.index_at(self.steps, sod)])
             self.change_ms = -1
             if len(self.steps) > 1:
                 self.change_ms = schedule.s_until_change(self.steps, sod) * 1000 - p._ms
-        self._dates()
+        if dates:
+            self._dates()
+
+    def _split_steps(self):
+        # Apart from _run: a generator there would close over its locals, and a closure's
+        # cells are allocated on every call, the day's own step changes included.
+        self.splits = tuple(self.pump.split(dose) for _start, dose in self.steps)
 
     # -- stopping and holding ----------------------------------------------------------------
 
@@ -312,27 +348,35 @@ class Therapy:
         if not self.program_mode:
             rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "no program to hold")
         p = self.pump
-        # Never more than the program itself would give: a low program keeps its own rate.
-        rate = self.min_rate_nl_day
-        prog = (self.daily_ng * 1000) // p.concentration if p.concentration else 0
-        if prog < rate:
-            rate = prog
         self._end_bolus()
         p.halt()
-        if rate:
-            p.run_volume(rate)
         self.mode = m.MODE_MINIMUM
+        self._hold()
         self.change_ms = -1
         self.stop_reason = reason
         self.record(m.EV_SUSPEND, reason)
         self._dates()
         return (reason, p.basal_nl_day)
 
+    def _hold(self):
+        """Run the minimum rate, never more than the program itself would give at the
+        reservoir's concentration (a low program keeps its own rate)."""
+        p = self.pump
+        rate = self.min_rate_nl_day
+        prog = (self.daily_ng * 1000) // p.concentration if p.concentration else 0
+        if prog < rate:
+            rate = prog
+        if rate:
+            p.run_volume(rate)
+        else:
+            p.halt()
+
     def resume(self):
         if not self.program_mode:
             rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "no program to resume")
         if self.mode == self.program_mode:
             rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "the program is running")
+        self._check_peak(self.steps, 0, self.daily_ng)
         self.mode = self.program_mode
         self.stop_reason = 0
         self._run()
@@ -357,19 +401,23 @@ class Therapy:
         if self.phase != m.PHASE_SCREENING:
             rules.refuse(m.ERR_INVALID_STATE, m.RULE_PHASE, self.phase, m.PHASE_SCREENING,
                          "screening boluses only in the screening phase (label 2.2)")
-        now = self.pump.clock_s()
+        up = self.pump.uptime_s
         given = [s[1] for s in self.screens]
-        rules.check_screening(dose_ng, duration_s, given,
-                              self.screens[-1][0] if self.screens else 0, now, self.age_years)
+        rules.check_screening(dose_ng, duration_s, given, self.last_screen_up, up,
+                              self.age_years)
         out = self._bolus(m.BOLUS_SCREENING, dose_ng, duration_s)
         # The ladder's dose, not the whole-step one: the next step of the ladder follows it.
-        self.screens.append((now, dose_ng, duration_s))
+        self.screens.append((self.pump.clock_s(), dose_ng, duration_s))
+        self.last_screen_up = up
         return out
 
     def screening(self):
         given = [s[1] for s in self.screens]
         nxt = rules.screening_next(given)
-        at = self.screens[-1][0] + rules.SCREENING_GAP_S if self.screens and nxt else 0
+        at = 0
+        if self.screens and nxt:
+            wait = rules.SCREENING_GAP_S - (self.pump.uptime_s - self.last_screen_up)
+            at = self.pump.clock_s() + (wait if wait > 0 else 0)
         return (nxt, at, tuple(self.screens))
 
     def set_patient_bolus(self, dose_ng, duration_s, lockout_s, max_per_day):
@@ -390,25 +438,24 @@ class Therapy:
         return self.patient_bolus_state()
 
     def patient_bolus_state(self):
-        now = self.pump.clock_s()
-        used, wait = self._pb_use(now)
+        used, wait = self._pb_use(self.pump.uptime_s)
         return (self.pb_dose_ng, self.pb_duration_s, self.pb_lockout_s, self.pb_max, used,
-                now + wait if self.pb_dose_ng else 0)
+                self.pump.clock_s() + wait if self.pb_dose_ng else 0)
 
     def _pb_use(self, now):
         """(patient boluses in the last 24 h, s until the next is allowed)."""
         used = 0
         oldest = now
-        last = 0
-        for t in self.pb_t:
-            if t and now - t < DAY_S:
+        last = None
+        for t in self.pb_up:
+            if t is not None and now - t < DAY_S:
                 used += 1
                 if t < oldest:
                     oldest = t
-                if t > last:
+                if last is None or t > last:
                     last = t
         wait = 0
-        if last and now - last < self.pb_lockout_s:
+        if last is not None and now - last < self.pb_lockout_s:
             wait = self.pb_lockout_s - (now - last)
         if used >= self.pb_max and self.pb_max:
             w = DAY_S - (now - oldest)
@@ -422,7 +469,7 @@ class Therapy:
                          "patient boluses are off")
         if self.mode in (m.MODE_STOPPED, m.MODE_MINIMUM):
             rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "therapy is held: no patient bolus")
-        now = self.pump.clock_s()
+        now = self.pump.uptime_s
         used, wait = self._pb_use(now)
         if used >= self.pb_max:
             rules.refuse(m.ERR_TOO_SOON, m.RULE_PATIENT_BOLUS_MAX, used + 1, self.pb_max,
@@ -432,10 +479,14 @@ class Therapy:
                          self.pb_lockout_s, "inside the lockout", wait)
         out = self._bolus(m.BOLUS_PATIENT, self.pb_dose_ng, self.pb_duration_s)
         oldest = 0
-        for i in range(len(self.pb_t)):
-            if self.pb_t[i] < self.pb_t[oldest]:
+        for i in range(len(self.pb_up)):
+            t = self.pb_up[i]
+            if t is None:
                 oldest = i
-        self.pb_t[oldest] = now
+                break
+            if t < self.pb_up[oldest]:
+                oldest = i
+        self.pb_up[oldest] = now
         return out
 
     def _bolus(self, kind, dose_ng, duration_s):
@@ -456,24 +507,27 @@ class Therapy:
             rules.refuse(m.ERR_LIMIT, m.RULE_PUMP_RATE, volume * DAY_S // duration_s,
                          self.max_bolus_nl_min * 1440, "faster than the pump's bolus rate")
         dose = steps * pg_step // 1000
-        room = self.ceiling_ng - self.daily_ng - self.boluses_24h()
-        if dose > room:
+        # Every 24 h window that holds any of the bolus holds all of it, beside what was
+        # delivered in its past and what the program in force gives in its future.
+        peak = self._peak(self._running_steps(), dose)
+        if peak > self.ceiling_ng:
+            room = dose - (peak - self.ceiling_ng)
             rules.refuse(m.ERR_LIMIT, m.RULE_BOLUS_CEILING, dose, room if room > 0 else 0,
                          "the bolus would pass the hard ceiling over 24 h")
-        slot = 0
-        for i in range(LEDGER):
-            if self.ledger_t[i] < self.ledger_t[slot]:
-                slot = i
-        if self.ledger_ng[slot] and p.clock_s() - self.ledger_t[slot] < DAY_S:
-            rules.refuse(m.ERR_INVALID_STATE, 0, LEDGER, LEDGER, "too many boluses in 24 h")
-        self.ledger_t[slot] = p.clock_s()
-        self.ledger_ng[slot] = dose
-        self.ledger_n += 1
         p.start_bolus(steps, duration_s * 1000)
         self.bolus_kind = kind
         self.bolus_ng = dose
         self.record(m.EV_BOLUS, dose, duration_s, volume, type_=kind)
         return (kind, dose, volume, duration_s, p.clock_s() + duration_s)
+
+    def _running_steps(self):
+        """What runs now, as a day of steps (the minimum rate as its dose)."""
+        if self.mode == m.MODE_STOPPED:
+            return ()
+        if self.mode == m.MODE_MINIMUM:
+            p = self.pump
+            return ((0, (p.basal_nl_day * p.concentration + 999) // 1000),)
+        return self.steps
 
     def _end_bolus(self):
         """Log the bolus that ended or was cut short."""
@@ -496,12 +550,16 @@ class Therapy:
         p.held = True
         self.refill_end_up = p.uptime_s + self.refill_timeout_s
         self.refill_expected_nl = p.volume_nl
+        self.refill_base_ng = self.daily_ng
         self.record(m.EV_REFILL_BEGIN, p.volume_nl)
         return (p.volume_nl, p.capacity_nl, p.concentration)
 
     def refill_commit(self, drained_nl, fill_nl, drug, conc, conc_again, confirm):
         if not self.refill_end_up:
             rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "no refill session is open")
+        if drug != m.DRUG_BACLOFEN:
+            rules.refuse(m.ERR_LIMIT, m.RULE_DRUG, drug, m.DRUG_BACLOFEN,
+                         "baclofen only, never compounded (label 2.3)")
         if conc != conc_again:
             rules.refuse(m.ERR_NOT_CONFIRMED, m.RULE_CONCENTRATION, conc, conc_again,
                          "the two concentration entries differ")
@@ -521,7 +579,9 @@ class Therapy:
         p.fill(fill_nl, conc)
         p.held = False
         self.refill_end_up = 0
-        if self.mode not in (m.MODE_STOPPED, m.MODE_MINIMUM):
+        if self.mode == m.MODE_MINIMUM:
+            self._hold()  # the same limit at the new concentration
+        elif self.mode != m.MODE_STOPPED:
             self._run()  # the same dose at the new concentration
         self._dates()
         self.record(m.EV_REFILL_COMMIT, fill_nl, conc, drained_nl)
@@ -538,6 +598,8 @@ class Therapy:
     def cap_begin(self, duration_s):
         if self.refill_end_up or self.cap_end_up:
             rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "a refill or CAP session is open")
+        if duration_s < 1:
+            rules.refuse(m.ERR_OUT_OF_RANGE, 0, duration_s, 1, "a CAP session lasts a while")
         self.cap_end_up = self.pump.uptime_s + duration_s
         until = self.pump.clock_s() + duration_s
         self.record(m.EV_CAP_BEGIN, until)
@@ -565,6 +627,8 @@ class Therapy:
         return (a.active, a.unacked, a.silenced_until)
 
     def alarm_ack(self, alarm):
+        if not self.alarms.active & (1 << (alarm - 1)):
+            rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "that alarm is not active")
         self.alarms.ack(alarm)
         if alarm == m.ALARM_ESCALATION:  # a notice: acknowledged means seen and handled
             self._alarm(alarm, False)
@@ -592,12 +656,16 @@ class Therapy:
         if p.bolus_ended:
             self._end_bolus()
             self._dates()
+        if p.uptime_s // BUCKET_S != self.in_force.at:
+            self.in_force.roll(p.uptime_s, self.daily_ng)
         if self.change_ms >= 0:
             self.change_ms -= elapsed_ms
             if self.change_ms <= 0:
-                if self.mode == m.MODE_TAPER:
+                taper = self.mode == m.MODE_TAPER
+                if taper:
                     self.taper_day += 1
-                self._run()
+                    self.taper_next_up += DAY_S
+                self._run(taper)
         up = p.uptime_s
         if self.refill_end_up and up >= self.refill_end_up:
             self.refill_abort(True)

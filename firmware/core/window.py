@@ -35,3 +35,37 @@ class DoseWindow:
 
     def total_ng(self):
         return self.total
+
+
+class PeakWindow:
+    """The highest level (a daily dose in force) in each quarter hour, the current one and the
+    96 before it: peak() is the highest in force at any time in the last 24 h, however many
+    changes there were."""
+
+    def __init__(self):
+        self.v = [0] * BUCKETS
+        self.at = 0
+
+    def roll(self, uptime_s, level):
+        """Move to the bucket of uptime_s; the buckets passed over held `level` throughout."""
+        now = uptime_s // BUCKET_S
+        if now - self.at >= BUCKETS:
+            for i in range(BUCKETS):
+                self.v[i] = level
+        else:
+            while self.at < now:
+                self.at += 1
+                self.v[self.at % BUCKETS] = level
+        self.at = now
+
+    def note(self, level):
+        i = self.at % BUCKETS
+        if level > self.v[i]:
+            self.v[i] = level
+
+    def peak(self):
+        top = 0
+        for v in self.v:
+            if v > top:
+                top = v
+        return top

@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import struct
 
-from protocol import auth
+from protocol import auth, codec
 from protocol import messages as m
 
 
@@ -82,21 +82,35 @@ def test_hmac_sha256_key_lengths():
 
 KEY = bytes(range(32))
 NONCE = bytes(range(16, 32))
-# A signed SET_CONTINUOUS (400 mcg/day at 500 mcg/mL), everything before its tag: header
-# 01 03 01 0500 (flags AUTH, seq 5), payload 801a0600 f401, trailer 02 02 07000000 (session 2,
-# clinician, counter 7).
-SIGNED = _h("0103010500 801a0600f401 0202 07000000")
+# A signed SET_CONTINUOUS (400 mcg/day, no confirmation flags), everything before its tag:
+# header 01 03 01 0500 (flags AUTH, seq 5), payload 801a0600 00, trailer 02 02 07000000
+# (session 2, clinician, counter 7).
+SIGNED = _h("0103010500 801a060000 0202 07000000")
 # Its tag, computed with CPython's hmac module:
 #   hmac.new(KEY, NONCE + SIGNED, hashlib.sha256).digest()[:16]
-SIGNED_TAG = _h("1b642a23afa666d146703aa08f14cdd8")
+SIGNED_TAG = _h("cc61a1964150743837a1abc918479cdf")
 
 
 def test_frame_tag_known_answer():
     assert struct.unpack_from("<BBBH", SIGNED, 0) == (1, m.SET_CONTINUOUS, m.FLAG_AUTH, 5)
-    assert struct.unpack_from("<BBI", SIGNED, 11) == (2, m.ROLE_CLINICIAN, 7)
+    assert struct.unpack_from("<IB", SIGNED, 5) == (400_000, 0), "SET_CONTINUOUS's payload"
+    assert struct.unpack_from("<BBI", SIGNED, 10) == (2, m.ROLE_CLINICIAN, 7)
     tag = auth.frame_tag(KEY, NONCE, SIGNED)
     assert tag == SIGNED_TAG, binascii.hexlify(tag)
     assert _hmac(KEY, NONCE + SIGNED)[:16] == SIGNED_TAG, "the test's own HMAC agrees"
+
+
+def test_known_answer_is_a_valid_signed_request():
+    # The vector above is a frame the board's codec takes as it stands (with its tag and CRC).
+    body = SIGNED + SIGNED_TAG
+    whole = body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF)
+    frame = bytearray(m.MAX_FRAME)
+    frame[: len(whole)] = whole
+    d = codec.Decoded()
+    assert codec.decode(frame, len(whole), d) == 0, d.reason
+    assert d.type == m.SET_CONTINUOUS and tuple(d.values) == (400_000, 0), "%r" % (d.values,)
+    assert d.auth and (d.session, d.role, d.counter) == (2, m.ROLE_CLINICIAN, 7), "trailer"
+    assert d.tag_at == len(SIGNED), "the tag signs everything before it: %d" % d.tag_at
 
 
 def test_frame_tag_layout():

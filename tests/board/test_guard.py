@@ -27,16 +27,34 @@ NONCES = (
     b"a fifth nonce..."
 )
 
-# Who may send what, spelled out here (not read from messages.ACCESS) for the requests that
-# matter most: None = anyone, unsigned too; otherwise the roles that may.
+# Who may send what, spelled out here (not read from messages.ACCESS) for every request: None
+# = anyone, unsigned too; otherwise the roles that may. A new request type must be added here.
+ALL = (PATIENT, CLINICIAN, SERVICE)
+CLINICIAN_ONLY = (
+    m.SET_CONTINUOUS, m.SET_FLEX, m.SET_TAPER, m.STOP, m.SUSPEND, m.RESUME, m.SET_PROFILE,
+    m.BOLUS, m.PRIME, m.SCREEN, m.SET_PATIENT_BOLUS, m.REFILL_BEGIN, m.REFILL_COMMIT,
+    m.REFILL_ABORT, m.CAP_BEGIN, m.CAP_END,
+)
 MAY = {
     m.GET_INFO: None,
     m.CHALLENGE: None,
-    m.GET_STATUS: (PATIENT, CLINICIAN, SERVICE),
-    m.SET_CONTINUOUS: (CLINICIAN,),
-    m.STOP: (CLINICIAN,),
+    m.GET_STATUS: ALL,
+    m.GET_COUNTERS: ALL,
+    m.SET_TELEMETRY: ALL,
+    m.GET_PROFILE: ALL,
+    m.GET_PROGRAM: ALL,
+    m.GET_PATIENT_BOLUS: ALL,
+    m.ALARM_ACK: ALL,
+    m.ALARM_SILENCE: ALL,
+    m.GET_ALARMS: ALL,
+    m.GET_SCREENING: (CLINICIAN, SERVICE),
+    m.READ_LOG: (CLINICIAN, SERVICE),
+    m.SET_CLOCK: (CLINICIAN, SERVICE),
     m.ENTER_REPL: (CLINICIAN, SERVICE),
+    m.PATIENT_BOLUS: (PATIENT,),
 }
+for _t in CLINICIAN_ONLY:
+    MAY[_t] = (CLINICIAN,)
 
 
 def _requests():
@@ -44,21 +62,19 @@ def _requests():
 
 
 def _may(mtype):
-    """Roles that may send mtype (None: anyone): MAY, or for the other requests the table."""
-    if mtype in MAY:
-        return MAY[mtype]
-    need = m.ACCESS[mtype]
-    if need == m.OPEN:
-        return None
-    return tuple(r for r in (PATIENT, CLINICIAN, SERVICE) if need & (1 << r))
+    """Roles that may send mtype (None: anyone)."""
+    return MAY[mtype]
 
 
-def _table_payload(mtype):
-    """A payload the codec accepts for any request type: each field at its low bound."""
+def _low_bytes(fields):
+    """A payload the codec accepts for these fields: each at its low bound (a list with its
+    fewest items, each at its low bounds; an empty string)."""
     out = b""
-    for f in m.find(mtype)[3]:
+    for f in fields:
         if f[1] == "str":
             out += b"\x00"
+        elif f[1] == "list":
+            out += bytes((f[2],)) + _low_bytes(f[4]) * f[2]
         elif f[1].endswith("s"):
             out += bytes(int(f[1][:-1]))
         else:
@@ -69,9 +85,10 @@ def _table_payload(mtype):
 # A valid payload for each request type (the confirmation words where there are some).
 PAYLOADS = {}
 for _t in _requests():
-    PAYLOADS[_t] = _table_payload(_t)
-PAYLOADS[m.SET_CONTINUOUS] = struct.pack("<IH", 400_000, 500)
+    PAYLOADS[_t] = _low_bytes(m.find(_t)[3])
+PAYLOADS[m.SET_CONTINUOUS] = struct.pack("<IB", 400_000, 0)
 PAYLOADS[m.STOP] = struct.pack("<BI", 2, m.STOP_CONFIRM)
+PAYLOADS[m.SUSPEND] = struct.pack("<BI", 2, m.STOP_CONFIRM)
 PAYLOADS[m.ENTER_REPL] = struct.pack("<I", m.REPL_CONFIRM)
 
 
@@ -230,10 +247,10 @@ def test_role_requests_need_authentication():
 
 def test_access_table():
     for mtype in _requests():
+        assert mtype in MAY, "0x%02x: not in this test's MAY table" % mtype
         assert mtype in m.ACCESS, "0x%02x has no ACCESS entry (would default)" % mtype
         need = m.ACCESS[mtype]
         assert need & ~m.ANY_ROLE == 0, "0x%02x: bits of no role 0x%x" % (mtype, need)
-        # Only identity and the challenge are open: whatever else needs a role.
     for mtype in MAY:
         want = m.OPEN
         if MAY[mtype] is not None:
@@ -241,8 +258,17 @@ def test_access_table():
                 want |= 1 << role
         assert m.ACCESS[mtype] == want, "0x%02x: ACCESS 0x%x, want 0x%x" % (
             mtype, m.ACCESS[mtype], want)
+    # Only identity and the challenge are open: whatever else needs a role.
     opened = [t for t in _requests() if m.ACCESS[t] == m.OPEN]
     assert sorted(opened) == sorted([m.GET_INFO, m.CHALLENGE]), "open: %r" % (opened,)
+
+
+def test_every_payload_here_decodes():
+    for mtype in _requests():
+        d, buf = _decode(_sign(mtype, 0, CLINICIAN, 1))
+        assert d is not None, "0x%02x: the codec refuses the test's payload: %d" % (mtype, buf)
+        d, buf = _decode(_plain(mtype))
+        assert d is not None and not d.auth, "0x%02x unsigned" % mtype
 
 
 def test_roles():
@@ -260,11 +286,40 @@ def test_roles():
 
 def test_patient_cannot_program_or_stop():
     g = _guard(1)
-    for mtype in (m.SET_CONTINUOUS, m.STOP, m.ENTER_REPL):
+    for mtype in CLINICIAN_ONLY + (m.ENTER_REPL, m.SET_CLOCK, m.READ_LOG, m.GET_SCREENING):
         _is(_admit(g, _sign(mtype, 0, PATIENT, 1)), m.ERR_WRONG_ROLE, "patient 0x%02x" % mtype)
-    for mtype in (m.SET_CONTINUOUS, m.STOP):
-        _is(_admit(g, _sign(mtype, 0, SERVICE, 1)), m.ERR_WRONG_ROLE, "service 0x%02x" % mtype)
     assert g.counters[0] == 0, "refusals take no counter"
+
+
+def test_programming_is_the_clinicians_alone():
+    # Everything that programs therapy or opens a way into the patient: not even service.
+    for mtype in CLINICIAN_ONLY:
+        g = _guard(1)
+        _is(_use(g, _sign(mtype, 0, SERVICE, 1)), m.ERR_WRONG_ROLE, "service 0x%02x" % mtype)
+        _is(_use(g, _sign(mtype, 0, PATIENT, 2)), m.ERR_WRONG_ROLE, "patient 0x%02x" % mtype)
+        assert g.counters[0] == 0 and g.roles[0] == 0, "refused: no counter, no role bound"
+        _is(_use(g, _sign(mtype, 0, CLINICIAN, 3)), 0, "clinician 0x%02x" % mtype)
+
+
+def test_patient_bolus_is_the_patients_alone():
+    # The clinician gives boluses with BOLUS; PATIENT_BOLUS is the patient's button.
+    for role in (CLINICIAN, SERVICE):
+        g = _guard(1)
+        _is(_use(g, _sign(m.PATIENT_BOLUS, 0, role, 1)), m.ERR_WRONG_ROLE,
+            "PATIENT_BOLUS by %s" % m.ROLE_NAMES[role])
+    g = _guard(1)
+    _is(_use(g, _sign(m.PATIENT_BOLUS, 0, PATIENT, 1)), 0, "PATIENT_BOLUS by the patient")
+    _is(_use(g, _sign(m.BOLUS, 0, PATIENT, 2)), m.ERR_WRONG_ROLE, "BOLUS by the patient")
+    _is(_admit(g, _plain(m.PATIENT_BOLUS)), m.ERR_AUTH_REQUIRED, "unsigned")
+
+
+def test_patient_may_read_and_answer_alarms():
+    g = _guard(1)
+    counter = 0
+    for mtype in (m.GET_STATUS, m.GET_PROGRAM, m.GET_PROFILE, m.GET_PATIENT_BOLUS,
+                  m.GET_COUNTERS, m.SET_TELEMETRY, m.ALARM_ACK, m.ALARM_SILENCE, m.GET_ALARMS):
+        counter += 1
+        _is(_use(g, _sign(mtype, 0, PATIENT, counter)), 0, "patient 0x%02x" % mtype)
 
 
 def test_no_session():
