@@ -205,12 +205,13 @@ class Run:
             )
             assert self.t.log.total == logged + 1, "a refusal is one log record"
             rec = self.t.log.get(logged)
+            assert rec is not None
             assert rec[1] == m.EV_REFUSED and rec[5] == code and rec[3] == out[2], rec
             return None
         assert rtype == mtype | 0x80
         self.accepted += 1
         if mtype in (m.BOLUS, m.PATIENT_BOLUS):
-            _kind, dose, _volume, duration, _ends = out
+            dose, duration = int(out[1]), int(out[3])
             self.boluses.append((self.ms, self.ms + duration * 1000, dose))
         if mtype == m.REFILL_COMMIT:
             self.steps_ng.append(self.step_ng())
