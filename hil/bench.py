@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
+import subprocess
+import sys
 import time
 import tty
 from pathlib import Path
@@ -49,47 +50,70 @@ def time_warp(days: int = 20) -> dict[str, float]:
     return {"days": days, "steps": steps, "real_s": real, "warp": days * 86400 / real}
 
 
-def pty_echo_round_trip(n: int, size: int) -> float:
-    """Seconds per round trip of `size` bytes through a pty to a thread that echoes them."""
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    path = os.ttyname(slave)
+# The echo runs in a process of its own, as the simulator does: a pty round trip to another
+# process costs wake-ups that a thread in the same process does not (measured on this
+# machine: about 25 us to a thread, 60 to 90 us to a process), and the figure compares the
+# protocol's cost with the link's, not the link's cost under two set-ups.
+ECHO = """
+import os, sys
+fd = int(sys.argv[1])
+os.write(1, b"ready")
+while True:
+    data = os.read(fd, 4096)
+    if not data:
+        break
+    os.write(fd, data)
+"""
 
-    def echo() -> None:
-        while True:
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                return
-            os.write(master, data)
 
-    threading.Thread(target=echo, daemon=True).start()
-    port = serial.Serial(path, timeout=2)
-    payload = bytes(range(1, size + 1))
+class PtyEcho:
+    """A pty whose other end is a process that echoes what it reads."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.proc = subprocess.Popen([sys.executable, "-c", ECHO, str(self.master)],
+                                     pass_fds=(self.master,), stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None and self.proc.stdout.read(5) == b"ready"
+        self.port = serial.Serial(os.ttyname(self.slave), timeout=2)
+
+    def round_trip(self, payload: bytes) -> None:
+        self.port.write(payload)
+        assert self.port.read(len(payload)) == payload
+
+    def close(self) -> None:
+        self.port.close()
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def per_call(fn, n: int) -> float:
     t0 = time.perf_counter()
     for _ in range(n):
-        port.write(payload)
-        got = port.read(size)
-        assert got == payload
-    elapsed = (time.perf_counter() - t0) / n
-    port.close()
-    os.close(master)
-    os.close(slave)
-    return elapsed
+        fn()
+    return (time.perf_counter() - t0) / n
 
 
-def round_trips(n: int = 300) -> dict[str, float]:
+def round_trips(batches: int = 7, n: int = 60) -> dict[str, float]:
     """An authenticated status request and its answer, over the simulator's pty, against a
-    raw echo of the same number of bytes through a pty, measured in the same run."""
-    with SimProcess("0") as sim:
-        with PumpClient(sim.pty, keys=sim.keys(), role="patient", timeout=5) as pump:
-            pump.status()  # opens the session
-            t0 = time.perf_counter()
-            for _ in range(n):
-                pump.status()
-            status_s = (time.perf_counter() - t0) / n
-            size = len(hc.encode("GET_STATUS", 1, signer=pump._signer, counter=1))
-    echo_s = pty_echo_round_trip(n, size)
+    raw echo of the same number of bytes through a pty to another process. The two alternate
+    in batches and each keeps its fastest batch: on a shared machine a batch that another
+    program slowed says nothing about either."""
+    echo = PtyEcho()
+    try:
+        with SimProcess("0") as sim:
+            with PumpClient(sim.pty, keys=sim.keys(), role="patient", timeout=5) as pump:
+                pump.status()  # opens the session
+                size = len(hc.encode("GET_STATUS", 1, signer=pump._signer, counter=1))
+                payload = bytes(range(1, size + 1))
+                status_s = echo_s = float("inf")
+                for _ in range(batches):
+                    status_s = min(status_s, per_call(pump.status, n))
+                    echo_s = min(echo_s, per_call(lambda: echo.round_trip(payload), n))
+    finally:
+        echo.close()
     return {"status_ms": status_s * 1000, "echo_ms": echo_s * 1000,
             "ratio": status_s / echo_s, "request_bytes": size}
 
@@ -145,7 +169,7 @@ def main() -> int:
     t.add_row(f"simulator time warp, {w['days']} days at 400 mcg/day",
               f"{w['warp']:,.0f}x ({w['real_s']:.2f} s)", ">= 500,000x (issue 6)")
     t.add_row("authenticated status round trip (pty)", f"{r['status_ms']:.3f} ms", "")
-    t.add_row("raw pty echo, same bytes, same run", f"{r['echo_ms']:.3f} ms", "")
+    t.add_row("raw pty echo to a process, same bytes, same run", f"{r['echo_ms']:.3f} ms", "")
     t.add_row("round trip / echo", f"{r['ratio']:.1f}x", "<= 5x (issue 3)")
     for key, value in c.items():
         t.add_row(key.replace("_", " "), f"{value:,.0f}", "")
