@@ -10,6 +10,7 @@ import machine
 import micropython
 
 from firmware import config
+from firmware.core.store import FileFS
 
 
 class UsbLink:
@@ -88,6 +89,7 @@ class Board:
         self.stepper = Stepper()
         self.link = UartLink() if config.LINK == "uart0" else UsbLink()
         self._battery = machine.ADC(machine.Pin(config.PIN_BATTERY_ADC))
+        self.fs = FileFS()  # the flash filesystem (LittleFS), where the therapy is kept
 
     def unique_id(self):
         return bytes(machine.unique_id())[:8]

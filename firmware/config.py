@@ -52,3 +52,7 @@ LOW_RESERVOIR_NL = 2_000_000  # low-reservoir alarm level: 2 mL
 REFILL_MARGIN_S = 7 * 86400  # refill due this long before the low-reservoir date
 REFILL_TIMEOUT_S = 1800  # a refill session left open this long is aborted (outlet reopens)
 DRAIN_TOLERANCE_NL = 100_000  # a drained volume this close to the expected one never mismatches
+
+# Storage (see firmware/core/store.py, snapshot.py): the therapy is saved after every accepted
+# command and every FLUSH_S, so a power cut loses at most FLUSH_S of delivery accounting.
+FLUSH_S = 600

@@ -4,10 +4,12 @@
 import time
 
 from firmware import config, keystore, version
+from firmware.core import snapshot
 from firmware.core.dispatch import Dispatcher
 from firmware.core.eventlog import EventLog
 from firmware.core.guard import Guard
 from firmware.core.pump import Pump
+from firmware.core.store import Store
 from firmware.core.therapy import Therapy
 from protocol import codec, framing
 from protocol import messages as m
@@ -22,14 +24,19 @@ BATTERY_READ_MS = 60_000  # the battery changes over days: a reading a minute is
 class Loop:
     def __init__(self, board):
         self.board = board
-        # Empty until the first refill session fills it (persistence is issue 5's).
+        # A new pump is empty until its first refill session fills it.
         self.pump = Pump(config.STEP_NL, config.RESERVOIR_NL, 0, config.MAX_RATE_NL_DAY,
                          time.time(), config.MAX_CATCH_UP_STEPS)
         self.therapy = Therapy(self.pump, EventLog(config.EVENT_LOG_SIZE), config)
         self.guard = Guard(keystore.load())
         self.dispatcher = Dispatcher(
             self.therapy, (board.unique_id(), version.full()), self.guard, board.random_bytes)
+        fs = board.fs
+        self.state_store = Store(fs, "state")
+        self.log_store = Store(fs, "log")
+        self.restore()
         self.therapy.record(m.EV_BOOT, board.reset_cause())
+        self.flush_due = config.FLUSH_S * 1000
         self.pump.battery_mv = board.battery_mv()
         self.battery_due = BATTERY_READ_MS
         self.reader = framing.FrameReader()
@@ -45,6 +52,32 @@ class Loop:
         self.answered_crc = [bytearray(m.CRC_SIZE) for _ in range(slots)]
         self.answer_cache = [bytearray(framing.MAX_WIRE) for _ in range(slots)]
         self.answer_len = [0] * slots
+
+    def restore(self):
+        """Read the therapy and the log back from flash and go on with the therapy (within
+        this boot's first turn: never stop abruptly). No whole copy of a state that was
+        written (both slots corrupt) raises the config_crc alarm and starts empty."""
+        t = self.therapy
+        raw = self.log_store.load()
+        if raw is not None:
+            t.log.load(raw)
+        raw = self.state_store.load()
+        if raw is None:
+            if self.state_store.corrupt:
+                t._alarm(m.ALARM_CONFIG_CRC, True)
+            return
+        try:
+            gap = snapshot.load(t, raw, time.time())
+        except (ValueError, IndexError):  # a layout this firmware cannot read
+            t._alarm(m.ALARM_CONFIG_CRC, True)
+            return
+        t.restart(gap, self.state_store.corrupt)
+
+    def save(self):
+        """Write the therapy and the log to flash (each record atomic, store.py)."""
+        self.state_store.save(snapshot.dump(self.therapy))
+        self.log_store.save(self.therapy.log.dump())
+        self.flush_due = config.FLUSH_S * 1000
 
     def run(self):
         """Deliver and answer until a host asks for the REPL (only possible when stopped).
@@ -71,6 +104,9 @@ class Loop:
             change = alarms.pop()
             self.reply(m.SEQ_UNSOLICITED, m.ALARM, (change >> 1, change & 1,
                                                      self.pump.clock_s(), alarms.active))
+        self.flush_due -= elapsed
+        if self.flush_due <= 0:
+            self.save()  # delivered totals and the 24 h windows, every FLUSH_S
         self.battery_due -= elapsed
         if self.battery_due <= 0:
             self.pump.battery_mv = self.board.battery_mv()
@@ -83,6 +119,8 @@ class Loop:
             wait = event
         if self.battery_due < wait:
             wait = self.battery_due
+        if self.flush_due < wait:
+            wait = self.flush_due
         d = self.dispatcher
         if d.telemetry_ms:
             d.telemetry_due -= elapsed
@@ -138,9 +176,12 @@ class Loop:
         if self.guard.advance(d):
             self.refuse(d)
             return
-        wire = self.reply(d.seq, *self.dispatcher.handle(d.type, d.values, d.role))
+        rtype, values = self.dispatcher.handle(d.type, d.values, d.role)
+        wire = self.reply(d.seq, rtype, values)
         if fresh:
             return
+        if rtype != m.ERROR:
+            self.save()  # an accepted change is on flash before the next request
         self.answered_seq[slot] = d.seq
         self.answered_crc[slot][:] = frame[crc_at : crc_at + m.CRC_SIZE]
         self.answer_len[slot] = len(wire)

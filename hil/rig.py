@@ -24,13 +24,17 @@ class Rig(Protocol):
 
     def plant(self) -> dict[str, Any]: ...
 
+    def reset(self) -> None:
+        """Reset the pump's board (capability "reset")."""
+        ...
+
     def close(self) -> None: ...
 
 
 class SimRig:
     """The simulator's rig: virtual time and the plant's exact delivered volume."""
 
-    capabilities = frozenset({"time_control", "delivered_volume"})
+    capabilities = frozenset({"time_control", "delivered_volume", "reset"})
 
     def __init__(self, address: str, timeout: float = 600.0):
         host, port = address.rsplit(":", 1)

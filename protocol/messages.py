@@ -113,6 +113,8 @@ ENUMS = {
         (22, "alarm_ack"),  # a: alarm
         (23, "alarm_silence"),  # a: minutes
         (24, "escalation"),  # a: new daily dose, b: previous, c: maintenance increases in 90 d
+        (25, "restored"),  # state read back at boot; a: s the pump was off (-1: unknown, set
+        # the clock), b: mode resumed, c: 1 if the newest copy was corrupt and an older one used
     ),
     "stop_reason": (
         (1, "clinician_decision"),
@@ -239,10 +241,10 @@ STATUS_FIELDS = (
     ("bolus", "B", 0, 4, "bolus", "bolus running"),
     ("bolus_left_ng", "I", 0, U32, None, "ng of it still to deliver"),
     ("last_24h_ng", "I", 0, U32, None, "ng delivered in the last 24 h"),
-    ("delivered_nl", "I", 0, U32, None, "nL since boot"),
-    ("delivered_ng", "I", 0, U32, None, "ng since boot"),
+    ("delivered_nl", "I", 0, U32, None, "nL in all (kept across resets)"),
+    ("delivered_ng", "I", 0, U32, None, "ng in all (kept across resets)"),
     ("reservoir_nl", "I", 0, U32, None, "nL left"),
-    ("uptime_s", "I", 0, U32, None, "s"),
+    ("uptime_s", "I", 0, U32, None, "s since this boot"),
     ("clock_s", "I", 0, U32, None, "pump clock, s since 1970 (UTC)"),
     ("low_at_s", "I", 0, U32, None,
      "pump clock when the reservoir reaches the low-reservoir level; 0: never at this program"),
@@ -607,6 +609,7 @@ EV_ALARM = 21
 EV_ALARM_ACK = 22
 EV_ALARM_SILENCE = 23
 EV_ESCALATION = 24
+EV_RESTORED = 25
 
 # Who may send each request: a bit per role (1 << role); OPEN needs no authentication.
 OPEN = 0

@@ -137,7 +137,7 @@ class Dispatcher:
             p.delivered_nl() & 0xFFFFFFFF,
             p.delivered_ng() & 0xFFFFFFFF,
             p.volume_nl,
-            p.uptime_s,
+            p.uptime_s - p.boot_s,
             p.clock_s(),
             t.low_at_s & 0xFFFFFFFF,
             t.refill_at_s & 0xFFFFFFFF,

@@ -28,3 +28,14 @@ class EventLog:
         if n < self.oldest() or n >= self.total:
             return None
         return struct.unpack_from(RECORD, self.ring, (n % self.capacity) * RECORD_SIZE)
+
+    def dump(self):
+        return struct.pack("<I", self.total) + bytes(self.ring)
+
+    def load(self, data):
+        """Put back what dump() gave; False (and nothing changed) if it does not fit."""
+        if len(data) != 4 + len(self.ring):
+            return False
+        self.total = struct.unpack_from("<I", data, 0)[0]
+        self.ring[:] = data[4:]
+        return True

@@ -49,7 +49,10 @@ class Pump:
         self._ng = 0  # below 1 ug
         self._pg = 0  # below 1 ng
         self.window = DoseWindow()
+        # The pump's own time in s: monotonic, carried across resets by the snapshot (so 24 h
+        # rules hold over a reboot); boot_s is its value at this boot.
         self.uptime_s = 0
+        self.boot_s = 0
         self._clock_base = clock_s  # the clock is _clock_base + uptime_s
         self._ms = 0  # uptime below 1 s: keeps every counter a small int
 

@@ -73,6 +73,7 @@ class Therapy:
         self.increase_n = 0
         self.bolus_kind = m.BOLUS_NONE
         self.bolus_ng = 0
+        self.bolus_cut_ng = 0  # of a bolus a reset cut short: not delivered
         # Patient bolus settings and use
         self.pb_dose_ng = 0
         self.pb_duration_s = 600
@@ -533,7 +534,8 @@ class Therapy:
         """Log the bolus that ended or was cut short."""
         if not self.bolus_kind:
             return
-        left = self.pump.cancel_bolus() * self.pump.pg_per_step() // 1000
+        left = self.pump.cancel_bolus() * self.pump.pg_per_step() // 1000 + self.bolus_cut_ng
+        self.bolus_cut_ng = 0
         self.record(m.EV_BOLUS_DONE, self.bolus_ng - left, left, type_=self.bolus_kind)
         self.bolus_kind = m.BOLUS_NONE
         self.bolus_ng = 0
@@ -639,6 +641,20 @@ class Therapy:
         self.alarms.silence(self.pump.clock_s() + minutes * 60)
         self.record(m.EV_ALARM_SILENCE, minutes)
         return self.alarm_state()
+
+    # -- after a reset -----------------------------------------------------------------------
+
+    def restart(self, gap_s, older_copy):
+        """Go on with the therapy a snapshot gave back (snapshot.load): the program in force
+        runs again at once (never stop abruptly: label boxed warning, 5.5); a bolus the reset
+        cut short is logged as such and not resumed; sessions are closed."""
+        self.record(m.EV_RESTORED, gap_s, self.mode, 1 if older_copy else 0)
+        self._end_bolus()
+        if self.mode == m.MODE_MINIMUM:
+            self._hold()
+        elif self.mode != m.MODE_STOPPED:
+            self._run()
+        self._dates()
 
     # -- time --------------------------------------------------------------------------------
 

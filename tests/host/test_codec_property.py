@@ -45,6 +45,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware.core.guard import Guard
+from firmware.core.store import MemoryFS
 from protocol import auth, codec, framing
 from protocol import host_codec as hc
 from protocol import messages as m
@@ -676,6 +677,7 @@ class FakeBoard:
     def __init__(self, link: FakeLink, random_bytes: Any):
         self.link = link
         self.random_bytes = random_bytes
+        self.fs = MemoryFS()
 
     def unique_id(self) -> bytes:
         return IDENTITY[0]
