@@ -90,6 +90,25 @@ class Board:
         self.link = UartLink() if config.LINK == "uart0" else UsbLink()
         self._battery = machine.ADC(machine.Pin(config.PIN_BATTERY_ADC))
         self.fs = FileFS()  # the flash filesystem (LittleFS), where the therapy is kept
+        self._wdt = None
+
+    def start_watchdog(self):
+        """From here on a turn of the loop that does not finish within config.WDT_MS resets
+        the board (and the therapy resumes from flash). It cannot be stopped again."""
+        self._wdt = machine.WDT(timeout=config.WDT_MS)
+
+    def feed(self):
+        if self._wdt is not None:
+            self._wdt.feed()
+
+    def reboot_to_repl(self):
+        """Hand the board to the REPL. A running watchdog cannot be stopped on the RP2040 and
+        would reset a REPL session, so the board restarts and the next boot (which starts
+        none) stays at the REPL."""
+        if self._wdt is None:
+            return  # main.py returns: the REPL is there
+        self.fs.write(config.REPL_FLAG, b"1")
+        machine.reset()
 
     def unique_id(self):
         return bytes(machine.unique_id())[:8]
@@ -108,6 +127,12 @@ class Board:
 
 
 def repl_requested():
-    """Service jumper (PIN_SERVICE to GND) at boot: leave the binary protocol off so the REPL
+    """Service jumper (PIN_SERVICE to GND) at boot, or a REPL asked for over the protocol
+    before a restart (config.REPL_FLAG, used once): leave the binary protocol off so the REPL
     stays usable, whatever state the firmware is in."""
+    try:
+        os.remove(config.REPL_FLAG)
+        return True
+    except OSError:
+        pass
     return machine.Pin(config.PIN_SERVICE, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0

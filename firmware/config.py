@@ -53,6 +53,11 @@ REFILL_MARGIN_S = 7 * 86400  # refill due this long before the low-reservoir dat
 REFILL_TIMEOUT_S = 1800  # a refill session left open this long is aborted (outlet reopens)
 DRAIN_TOLERANCE_NL = 100_000  # a drained volume this close to the expected one never mismatches
 
+# Watchdog: the RP2040's longest timeout is 8.3 s; the loop wakes at least every
+# loop.MAX_WAIT_MS (5 s) and feeds it after each turn that completed.
+WDT_MS = 8000
+REPL_FLAG = "repl.flag"  # on flash: the next boot stays at the REPL (see board.py)
+
 # Storage (see firmware/core/store.py, snapshot.py): the therapy is saved after every accepted
 # command and every FLUSH_S, so a power cut loses at most FLUSH_S of delivery accounting.
 FLUSH_S = 600

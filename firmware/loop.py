@@ -14,10 +14,10 @@ from firmware.core.therapy import Therapy
 from protocol import codec, framing
 from protocol import messages as m
 
-# The longest the loop sleeps. ticks_diff is only valid across less than 2**29 ms (6.2 days)
-# and a stopped pump has no step deadline: waking each minute keeps the clock arithmetic
-# right and gives housekeeping a regular turn.
-MAX_WAIT_MS = 60_000
+# The longest the loop sleeps: within the watchdog's timeout (config.WDT_MS), which a healthy
+# loop feeds after every turn. (It also keeps ticks_diff, valid across less than 2**29 ms,
+# right when a stopped pump has no step deadline.)
+MAX_WAIT_MS = 5_000
 BATTERY_READ_MS = 60_000  # the battery changes over days: a reading a minute is plenty
 
 
@@ -34,6 +34,7 @@ class Loop:
         fs = board.fs
         self.state_store = Store(fs, "state")
         self.log_store = Store(fs, "log")
+        self.log_saved = -1  # log.total when the log was last written
         self.restore()
         self.therapy.record(m.EV_BOOT, board.reset_cause())
         self.flush_due = config.FLUSH_S * 1000
@@ -76,20 +77,29 @@ class Loop:
     def save(self):
         """Write the therapy and the log to flash (each record atomic, store.py)."""
         self.state_store.save(snapshot.dump(self.therapy))
-        self.log_store.save(self.therapy.log.dump())
+        log = self.therapy.log
+        if log.total != self.log_saved:  # (the log is the larger record: only when it grew)
+            self.log_store.save(log.dump())
+            self.log_saved = log.total
         self.flush_due = config.FLUSH_S * 1000
 
     def run(self):
         """Deliver and answer until a host asks for the REPL (only possible when stopped).
         A fault in one turn (a bug, MemoryError) is logged and the loop goes on: leaving it
         would stop delivery."""
+        board = self.board
+        board.start_watchdog()
         while not self.dispatcher.repl_requested:
             try:
                 self.once()
+                board.feed()  # only after a turn that finished: a loop that hangs or faults
+                # on every turn is reset by the watchdog and resumes from flash
             except Exception:  # a reset is not an Exception: it still goes through
                 self.faults += 1
                 self.therapy.record(m.EV_FAULT, self.faults)
-        self.board.link.close()
+        self.save()
+        board.link.close()
+        board.reboot_to_repl()
 
     def once(self):
         now = time.ticks_ms()

@@ -34,7 +34,7 @@ class Rig(Protocol):
 class SimRig:
     """The simulator's rig: virtual time and the plant's exact delivered volume."""
 
-    capabilities = frozenset({"time_control", "delivered_volume", "reset"})
+    capabilities = frozenset({"time_control", "delivered_volume", "reset", "hang"})
 
     def __init__(self, address: str, timeout: float = 600.0):
         host, port = address.rsplit(":", 1)
@@ -68,6 +68,14 @@ class SimRig:
     def reset(self) -> None:
         """Press the board's reset button: the firmware reboots."""
         self.call("reset")
+
+    def hang(self) -> None:
+        """Stop the firmware's loop (as a bug would): only the watchdog brings it back."""
+        self.call("hang")
+
+    def boot(self) -> dict[str, Any]:
+        """How many times the firmware booted, and the last reset cause."""
+        return self.call("boot")
 
     def quit(self) -> None:
         try:

@@ -15,8 +15,10 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import serial
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -100,9 +102,30 @@ def release_link(port: str, role_keys: dict[str, bytes]) -> str:
     try:
         with PumpClient(port, timeout=1.0, retries=1, keys=role_keys, role=role) as pump:
             pump.enter_repl()
-            return "pump firmware handed over the REPL"
     except (errors.NoResponse, errors.GarbledResponse):
         return "no pump firmware answering: assuming the REPL is there"
+    # The firmware restarts into the REPL (its watchdog cannot be stopped otherwise): a USB
+    # board re-enumerates, so wait for its port to come back.
+    wait_for_port(port)
+    return "pump firmware restarted into the REPL"
+
+
+def wait_for_port(port: str, timeout: float = 10.0) -> None:
+    """Wait until a serial device path can be opened again (other URLs: a moment)."""
+    if not port.startswith("/dev/"):
+        time.sleep(0.5)
+        return
+    deadline = time.monotonic() + timeout
+    time.sleep(0.5)  # it goes away first
+    while True:
+        try:
+            serial.Serial(port).close()
+            return
+        except (serial.SerialException, OSError) as e:
+            if time.monotonic() > deadline:
+                raise errors.PortNotFound(f"{port}: did not come back after the restart "
+                                          f"into the REPL: {e}") from e
+            time.sleep(0.2)
 
 
 def mpremote(port: str, *args: str) -> None:

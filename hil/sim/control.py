@@ -1,7 +1,8 @@
 """The rig's control channel on the simulator: JSON lines over TCP.
 
 Requests: {"cmd": "ping"}, {"cmd": "now"}, {"cmd": "advance", "ms": N}, {"cmd": "plant"},
-{"cmd": "reset"} (the reset button), {"cmd": "quit"}. Each gets one line back:
+{"cmd": "reset"} (the reset button), {"cmd": "hang"} (the firmware loop stops: the watchdog
+must act), {"cmd": "boot"} (boots and last reset cause), {"cmd": "quit"}. Each gets one line back:
 {"ok": true, ...} or {"ok": false, "error": "..."}.
 """
 
@@ -62,6 +63,11 @@ class ControlServer:
         if cmd == "reset":
             sim.reset()
             return {"ok": True}
+        if cmd == "hang":
+            sim.hang()
+            return {"ok": True}
+        if cmd == "boot":
+            return {"ok": True, "boots": sim.boots, "reset_cause": sim.reset_cause}
         if cmd == "quit":
             sim.stopped.set()
             return {"ok": True}

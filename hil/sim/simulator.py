@@ -48,6 +48,9 @@ class Simulator:
         self.reset_cause = 1  # PWRON_RESET
         self.boots = 0
         self.reset_requested = False
+        self.hung = False  # the rig stopped the firmware's loop (a hang): the watchdog's test
+        self.wdt_timeout_ms = 0  # 0: the firmware started no watchdog
+        self.wdt_fed_ms = 0
         self.crashed: BaseException | None = None
         self.crash_text = ""
         self.stopped = threading.Event()
@@ -84,11 +87,13 @@ class Simulator:
             try:
                 runpy.run_path(str(FIRMWARE_MAIN), run_name="__main__")
                 return  # main.py returned: the board sits at the REPL
-            except machine.Reset:
+            except machine.Reset as e:
                 with self.cond:
                     self.reset_requested = False
+                    self.hung = False
+                    self.wdt_timeout_ms = 0  # a reset stops the watchdog too
                     self.link.rx.clear()  # what was in flight dies with the reset
-                self.reset_cause = machine.SOFT_RESET
+                self.reset_cause = e.cause
                 self.config = self._import_firmware()
             except BaseException as e:  # a crash is a finding: keep it for the rig to report
                 self.crashed = e
@@ -96,6 +101,17 @@ class Simulator:
                 print("firmware crashed:\n" + self.crash_text, file=sys.stderr, flush=True)
                 self.stopped.set()
                 return
+
+    def wdt_deadline(self) -> int | None:
+        """When the watchdog resets the firmware if it is not fed (cond held)."""
+        return self.wdt_fed_ms + self.wdt_timeout_ms if self.wdt_timeout_ms else None
+
+    def hang(self) -> None:
+        """Stop the firmware's loop at its next wait, as a hung loop would: time goes on and
+        nothing feeds the watchdog."""
+        with self.cond:
+            self.hung = True
+            self.cond.notify_all()
 
     def reset(self) -> None:
         """Press the reset button: the firmware reboots from main.py (the plant stays)."""

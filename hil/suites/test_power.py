@@ -49,3 +49,27 @@ def test_the_24_h_rules_hold_across_a_reset(pump: PumpClient, rig: Rig) -> None:
     with pytest.raises(errors.TooSoon) as refused:
         pump.set_continuous("450")  # still in the first 24 h of infusion
     assert refused.value.rule == "first_24h"
+
+
+@pytest.mark.hil
+@pytest.mark.rig("time_control", "delivered_volume", "hang")
+def test_a_hung_loop_ends_in_a_watchdog_reset_and_resumed_delivery(
+    pump: PumpClient, rig: Rig
+) -> None:
+    prepare(pump)
+    pump.set_continuous("400")
+    rig.advance(HOUR_MS)
+    boots = rig.boot()["boots"]
+    rig.hang()
+    rig.advance(15_000)  # the wait in progress (up to 5 s), then the watchdog's 8 s
+    boot = rig.boot()
+    assert (boot["boots"], boot["reset_cause"]) == (boots + 1, 3), boot  # 3: WDT_RESET
+    steps = rig.plant()["steps"]
+    rig.advance(HOUR_MS)
+    made = rig.plant()["steps"] - steps
+    assert abs(made - STEPS_PER_HOUR_400) <= 1, f"{made} steps in the hour after the reset"
+    s = pump.status()
+    assert (s.mode, s.daily_dose_mcg) == ("continuous", 400)
+    events = pump.events()
+    boot_event = next(e for e in reversed(events) if e.event == "boot")
+    assert boot_event.a == 3, "the boot logs the watchdog as its cause"

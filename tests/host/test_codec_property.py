@@ -678,6 +678,18 @@ class FakeBoard:
         self.link = link
         self.random_bytes = random_bytes
         self.fs = MemoryFS()
+        self.fed = 0
+        self.watchdog = False
+        self.repl = False
+
+    def start_watchdog(self) -> None:
+        self.watchdog = True
+
+    def feed(self) -> None:
+        self.fed += 1
+
+    def reboot_to_repl(self) -> None:
+        self.repl = True
 
     def unique_id(self) -> bytes:
         return IDENTITY[0]
@@ -979,6 +991,9 @@ def test_a_fault_in_the_loop_is_logged_and_delivery_goes_on(firmware_loop: Any) 
     loop.board.link.close = lambda: None
     loop.run()
     assert len(turns) == 2, "the loop went on after the fault"
+    board = loop.board
+    assert board.watchdog and board.fed == 1, "fed after the turn that finished, not the fault"
+    assert board.repl, "the REPL asked for: the board restarts into it"
     log = loop.dispatcher.log
     time_s, event, role, rule, type_, a, b, c = log.get(log.total - 1)
     assert (event, role, a) == (m.EV_FAULT, 0, 1)

@@ -43,7 +43,14 @@ def test_refuses_to_take_over_a_delivering_pump(sim: SimProcess) -> None:
     patient_only = {"patient": sim.keys()["patient"]}
     with pytest.raises(errors.MissingKey):
         deploy.release_link(sim.url, patient_only)  # a patient cannot take the board over
-    assert deploy.release_link(sim.url, sim.keys()) == "pump firmware handed over the REPL"
+    assert deploy.release_link(sim.url, sim.keys()) == "pump firmware restarted into the REPL"
+    # It restarted (its watchdog cannot be stopped) and the new boot left the link alone.
+    rig = sim.rig()
+    try:
+        assert rig.boot()["boots"] == 2
+    finally:
+        rig.close()
+    assert not (Path(sim.keyfile).parent / "repl.flag").exists(), "the flag is used once"
 
 
 def test_keys_are_provisioned_with_the_firmware(

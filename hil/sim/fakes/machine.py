@@ -10,7 +10,27 @@ SOFT_RESET = 5
 
 
 class Reset(BaseException):
-    """machine.reset(): the simulator reboots the firmware."""
+    """machine.reset() (or the watchdog): the simulator reboots the firmware."""
+
+    def __init__(self, cause: int = SOFT_RESET):
+        super().__init__(cause)
+        self.cause = cause
+
+
+class WDT:
+    """The watchdog: the simulator resets the firmware if a wait runs past the last feed
+    plus timeout (see fakes/select.py)."""
+
+    def __init__(self, id: int = 0, timeout: int = 5000):
+        sim = _s.sim()
+        with sim.cond:
+            sim.wdt_timeout_ms = timeout
+            sim.wdt_fed_ms = sim.clock.now_locked()
+
+    def feed(self) -> None:
+        sim = _s.sim()
+        with sim.cond:
+            sim.wdt_fed_ms = sim.clock.now_locked()
 
 
 class Pin:

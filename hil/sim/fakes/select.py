@@ -30,10 +30,19 @@ class _Poll:
         if timeout == 0 and not sim.reset_requested:  # the firmware's per-byte check: be quick
             return ((self._objs[0], POLLIN),) if sim.link.rx and self._objs else ()
         with sim.cond:
-            deadline = None if timeout < 0 else sim.clock.now_locked() + timeout
-            ready = sim.clock.wait(deadline, lambda: bool(sim.link.rx) or sim.reset_requested)
+            clock = sim.clock
+            deadline = None if timeout < 0 else clock.now_locked() + timeout
+            bark = sim.wdt_deadline()  # when the watchdog resets the board; None: not started
+            if sim.hung:  # the loop stopped turning: only a reset ends this
+                ready = clock.wait(bark, lambda: sim.reset_requested)
+            else:
+                if bark is not None and (deadline is None or bark < deadline):
+                    deadline = bark
+                ready = clock.wait(deadline, lambda: bool(sim.link.rx) or sim.reset_requested)
             if sim.reset_requested:
                 raise _machine.Reset()  # the reset button, pressed while the firmware waits
+            if bark is not None and clock.now_locked() >= bark:
+                raise _machine.Reset(_machine.WDT_RESET)  # not fed in time
         return ((self._objs[0], POLLIN),) if ready and self._objs else ()
 
     poll = ipoll
