@@ -69,18 +69,20 @@ class Loop:
             return
         try:
             gap = snapshot.load(t, raw, time.time())
-        except (ValueError, IndexError):  # a layout this firmware cannot read
+        except ValueError:  # a layout this firmware cannot read: nothing was put back
             t._alarm(m.ALARM_CONFIG_CRC, True)
             return
         t.restart(gap, self.state_store.corrupt)
 
     def save(self):
         """Write the therapy and the log to flash (each record atomic, store.py)."""
-        self.state_store.save(snapshot.dump(self.therapy))
+        # The log first: a cut between the two leaves a log that records a change the state
+        # may not have yet, never a state whose change the log does not record.
         log = self.therapy.log
         if log.total != self.log_saved:  # (the log is the larger record: only when it grew)
             self.log_store.save(log.dump())
             self.log_saved = log.total
+        self.state_store.save(snapshot.dump(self.therapy))
         self.flush_due = config.FLUSH_S * 1000
 
     def run(self):

@@ -28,6 +28,14 @@ class Rig(Protocol):
         """Reset the pump's board (capability "reset")."""
         ...
 
+    def hang(self) -> None:
+        """Stop the firmware's loop as a bug would (capability "hang")."""
+        ...
+
+    def boot(self) -> dict[str, Any]:
+        """Boots of the pump's board and the last reset cause (capability "hang")."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -103,43 +103,68 @@ def load(t, data, now_s):
     boot. Returns how long the pump was off in s, or -1 if the clock did not survive (a power
     cut: the Pico has no battery-backed clock), in which case the clock resumes from the
     snapshot's and no time is counted as passed: every 24 h limit then holds longer, never
-    shorter."""
-    r = _R(data)
-    if r.one("B") != FORMAT:
-        raise ValueError("snapshot format")
-    clock, up = r.get("II")
+    shorter. A snapshot it cannot read raises ValueError and changes nothing: it is read
+    whole before anything is put back."""
+    try:
+        parts, clock, up = _read(t, data)
+    except ValueError:
+        raise
+    except Exception as e:  # struct.error on CPython (a ValueError on MicroPython), IndexError
+        raise ValueError("snapshot unreadable: %s" % e) from e
     p = t.pump
     gap = now_s - clock if now_s >= clock else -1
     p.uptime_s = up + (gap if gap > 0 else 0)
     p.boot_s = p.uptime_s
     p.set_clock(now_s if gap >= 0 else clock)
-    (p.volume_nl, p.concentration, p.delivered_steps, p.delivered_ug, p._ng,
-     p._pg) = r.get("IHIIHH")
-    w = p.window
-    w.at, w.total, w.pg = r.get("iIH")
-    w.ng[:] = r.ints("I")
-    w.roll(p.uptime_s)  # the quarter hours the pump was off delivered nothing
-    t.phase, t.origin, t.age_years, t.ceiling_ng, t.catheter_nl = r.get("BBBII")
-    t.infusion_start_s, programmed = r.get("IB")
-    t.programmed = programmed == 1
-    t.start_up = r.opt()
-    t.mode, t.program_mode, t.stop_reason, t.utc_offset_min, t.daily_ng = r.get("BBBhI")
-    t.steps = tuple(r.get("HI") for _ in range(r.one("B")))
-    (t.taper_start_ng, t.taper_target_ng, t.taper_days, t.taper_day,
-     t.taper_next_up) = r.get("IIBBi")
-    t.in_force.at = r.one("i")
-    t.in_force.v[:] = r.ints("I")
+    for obj, names, values in parts:
+        if len(names) == 1:
+            values = (values,)
+        for i in range(len(names)):
+            setattr(obj, names[i], values[i])
+    p.window.roll(p.uptime_s)  # the quarter hours the pump was off delivered nothing
     t.in_force.roll(p.uptime_s, t.daily_ng)
-    t.last_increase_up = r.opt()
-    t.refill_base_ng, t.increase_n = r.get("II")
-    t.increase_up = [r.opt() for _ in range(len(t.increase_up))]
-    t.pb_dose_ng, t.pb_duration_s, t.pb_lockout_s, t.pb_max = r.get("IIIB")
-    t.pb_up = [r.opt() for _ in range(r.one("B"))]
-    n, t.last_screen_up = r.get("Bi")
-    t.screens = [r.get("III") for _ in range(n)]
-    a = t.alarms
-    a.active, a.unacked, a.silenced_until = r.get("HHI")
-    t.bolus_kind, t.bolus_ng, t.bolus_cut_ng = r.get("BII")
-    if r.at != len(data) or len(w.ng) != len(t.in_force.v):
-        raise ValueError("snapshot length")
     return gap
+
+
+def _read(t, data):
+    """Everything load() puts back, as (object, attribute names, values), checked whole."""
+    r = _R(data)
+    if r.one("B") != FORMAT:
+        raise ValueError("snapshot format")
+    clock, up = r.get("II")
+    p = t.pump
+    w = p.window
+    a = t.alarms
+    parts = [
+        (p, ("volume_nl", "concentration", "delivered_steps", "delivered_ug", "_ng", "_pg"),
+         r.get("IHIIHH")),
+        (w, ("at", "total", "pg"), r.get("iIH")),
+        (w, ("ng",), r.ints("I")),
+        (t, ("phase", "origin", "age_years", "ceiling_ng", "catheter_nl"), r.get("BBBII")),
+    ]
+    start, programmed = r.get("IB")
+    parts.append((t, ("infusion_start_s", "programmed", "start_up"),
+                  (start, programmed == 1, r.opt())))
+    parts.append((t, ("mode", "program_mode", "stop_reason", "utc_offset_min", "daily_ng"),
+                  r.get("BBBhI")))
+    parts.append((t, ("steps",), tuple(r.get("HI") for _ in range(r.one("B")))))
+    parts.append((t, ("taper_start_ng", "taper_target_ng", "taper_days", "taper_day",
+                      "taper_next_up"), r.get("IIBBi")))
+    parts.append((t.in_force, ("at",), r.one("i")))
+    parts.append((t.in_force, ("v",), r.ints("I")))
+    parts.append((t, ("last_increase_up",), r.opt()))
+    parts.append((t, ("refill_base_ng", "increase_n"), r.get("II")))
+    parts.append((t, ("increase_up",), [r.opt() for _ in range(len(t.increase_up))]))
+    parts.append((t, ("pb_dose_ng", "pb_duration_s", "pb_lockout_s", "pb_max"),
+                  r.get("IIIB")))
+    parts.append((t, ("pb_up",), [r.opt() for _ in range(r.one("B"))]))
+    n, last_screen = r.get("Bi")
+    parts.append((t, ("screens", "last_screen_up"),
+                  ([r.get("III") for _ in range(n)], last_screen)))
+    parts.append((a, ("active", "unacked", "silenced_until"), r.get("HHI")))
+    parts.append((t, ("bolus_kind", "bolus_ng", "bolus_cut_ng"), r.get("BII")))
+    if r.at != len(data):
+        raise ValueError("snapshot length")
+    if len(parts[2][2]) != len(w.ng) or len(parts[9][2]) != len(t.in_force.v):
+        raise ValueError("snapshot window size")
+    return parts, clock, up

@@ -77,9 +77,11 @@ class Store:
 
     def save(self, body):
         """Write body as the next record, into the slot that does not hold the newest."""
-        self.seq += 1
-        head = struct.pack(HEAD, MAGIC, self.seq, len(body))
+        seq = self.seq + 1
+        head = struct.pack(HEAD, MAGIC, seq, len(body))
         rec = head + body
         rec += struct.pack("<I", binascii.crc32(rec))
-        self.fs.write(self.names[self.seq % 2], rec)
+        self.fs.write(self.names[seq % 2], rec)
+        self.seq = seq  # only once written: a failed write must not aim the next one at the
+        # slot that holds the newest whole record
         self.writes += 1
