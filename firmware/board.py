@@ -70,10 +70,11 @@ class Stepper:
         self._dir = machine.Pin(config.PIN_DIR, machine.Pin.OUT, value=config.DIR_DELIVER)
         self._enable = machine.Pin(config.PIN_ENABLE, machine.Pin.OUT, value=1)
 
-    def step(self, n):
-        """Make n delivery steps. Pulses are timed by sleep_us here; a PIO program replaces
-        this when step timing must be bounded independent of the loop."""
-        self._dir.value(config.DIR_DELIVER)
+    def step(self, n, back=False):
+        """Make n delivery steps (back: draw the plunger back n steps). Pulses are timed by
+        sleep_us here; a PIO program replaces this when step timing must be bounded
+        independent of the loop."""
+        self._dir.value(1 - config.DIR_DELIVER if back else config.DIR_DELIVER)
         self._enable.value(0)
         for _ in range(n):
             self._step.value(1)
@@ -83,10 +84,44 @@ class Stepper:
         self._enable.value(1)  # hold no current between steps: the lead screw holds
 
 
+class Ports:
+    """The valves (outputs, high = open) and the inputs behind interlocks.py: needle detectors,
+    the plunger's end stop, the driver's fault line (all active low, pulled up) and the
+    downstream pressure sensor (ADC)."""
+
+    def __init__(self):
+        pin = machine.Pin
+        self._refill = pin(config.PIN_REFILL_VALVE, pin.OUT, value=0)
+        self._cap = pin(config.PIN_CAP_VALVE, pin.OUT, value=0)
+        self._septum = pin(config.PIN_NEEDLE_SEPTUM, pin.IN, pin.PULL_UP)
+        self._needle_cap = pin(config.PIN_NEEDLE_CAP, pin.IN, pin.PULL_UP)
+        self._end = pin(config.PIN_END_EMPTY, pin.IN, pin.PULL_UP)
+        self._fault = pin(config.PIN_DRIVER_FAULT, pin.IN, pin.PULL_UP)
+        self._pressure = machine.ADC(pin(config.PIN_PRESSURE_ADC))
+
+    @staticmethod
+    def _low(p):
+        """Active low, debounced: low on three reads in a row."""
+        return not (p.value() or p.value() or p.value())
+
+    def read(self, inp):
+        """Fill an interlocks.Inputs (no allocation)."""
+        inp.needle_septum = self._low(self._septum)
+        inp.needle_cap = self._low(self._needle_cap)
+        inp.end_empty = self._low(self._end)
+        inp.driver_fault = self._low(self._fault)
+        inp.pressure = self._pressure.read_u16()
+
+    def valves(self, refill_open, cap_open):
+        self._refill.value(1 if refill_open else 0)
+        self._cap.value(1 if cap_open else 0)
+
+
 class Board:
     def __init__(self):
         self.led = machine.Pin(config.PIN_LED, machine.Pin.OUT, value=1)
         self.stepper = Stepper()
+        self.ports = Ports()
         self.link = UartLink() if config.LINK == "uart0" else UsbLink()
         self._battery = machine.ADC(machine.Pin(config.PIN_BATTERY_ADC))
         self.fs = FileFS()  # the flash filesystem (LittleFS), where the therapy is kept

@@ -53,6 +53,11 @@ REFILL_MARGIN_S = 7 * 86400  # refill due this long before the low-reservoir dat
 REFILL_TIMEOUT_S = 1800  # a refill session left open this long is aborted (outlet reopens)
 DRAIN_TOLERANCE_NL = 100_000  # a drained volume this close to the expected one never mismatches
 
+# Interlocks (firmware/core/interlocks.py)
+PRESSURE_LIMIT_RAW = 40_000  # downstream pressure ADC reading over which the motor is blocked
+OCCLUSION_BACKOFF_STEPS = 8  # drawn back when blocked: the pressure built up is not a bolus
+OCCLUSION_RETRY_S = 600  # a blocked motor tries again this often (a stall may clear)
+
 # Watchdog: the RP2040's longest timeout is 8.3 s; the loop wakes at least every
 # loop.MAX_WAIT_MS (5 s) and feeds it after each turn that completed.
 WDT_MS = 8000

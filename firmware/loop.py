@@ -8,6 +8,7 @@ from firmware.core import snapshot
 from firmware.core.dispatch import Dispatcher
 from firmware.core.eventlog import EventLog
 from firmware.core.guard import Guard
+from firmware.core.interlocks import Inputs, Interlocks
 from firmware.core.pump import Pump
 from firmware.core.store import Store
 from firmware.core.therapy import Therapy
@@ -28,6 +29,8 @@ class Loop:
         self.pump = Pump(config.STEP_NL, config.RESERVOIR_NL, 0, config.MAX_RATE_NL_DAY,
                          time.time(), config.MAX_CATCH_UP_STEPS)
         self.therapy = Therapy(self.pump, EventLog(config.EVENT_LOG_SIZE), config)
+        self.inputs = Inputs()
+        self.interlocks = Interlocks(self.therapy, config)
         self.guard = Guard(keystore.load())
         self.dispatcher = Dispatcher(
             self.therapy, (board.unique_id(), version.full()), self.guard, board.random_bytes)
@@ -107,10 +110,19 @@ class Loop:
         now = time.ticks_ms()
         elapsed = time.ticks_diff(now, self.last)
         therapy = self.therapy
+        board = self.board
         steps = therapy.advance(elapsed)
         self.last = now
         if steps:
-            self.board.stepper.step(steps)
+            board.stepper.step(steps)
+        # The ports and the motor, after the steps (a blocked motor shows in the pressure).
+        lock = self.interlocks
+        board.ports.read(self.inputs)
+        lock.update(self.inputs)
+        board.ports.valves(lock.refill_valve, lock.cap_valve)
+        if lock.backoff:
+            board.stepper.step(lock.backoff, True)
+            lock.backoff = 0
         alarms = therapy.alarms
         while alarms.queued:
             change = alarms.pop()

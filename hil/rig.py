@@ -36,13 +36,17 @@ class Rig(Protocol):
         """Boots of the pump's board and the last reset cause (capability "hang")."""
         ...
 
+    def inputs(self, **state: bool) -> None:
+        """A needle in a port, a blocked catheter (capability "ports")."""
+        ...
+
     def close(self) -> None: ...
 
 
 class SimRig:
     """The simulator's rig: virtual time and the plant's exact delivered volume."""
 
-    capabilities = frozenset({"time_control", "delivered_volume", "reset", "hang"})
+    capabilities = frozenset({"time_control", "delivered_volume", "reset", "hang", "ports"})
 
     def __init__(self, address: str, timeout: float = 600.0):
         host, port = address.rsplit(":", 1)
@@ -80,6 +84,10 @@ class SimRig:
     def hang(self) -> None:
         """Stop the firmware's loop (as a bug would): only the watchdog brings it back."""
         self.call("hang")
+
+    def inputs(self, **state: bool) -> None:
+        """needle_septum, needle_cap, occluded: a needle in a port, a blocked catheter."""
+        self.call("inputs", **state)
 
     def boot(self) -> dict[str, Any]:
         """How many times the firmware booted, and the last reset cause."""

@@ -37,6 +37,7 @@ class Pump:
         self.volume_nl = volume_nl  # drug left in the reservoir
         self.concentration = 0  # mcg/mL of what the reservoir holds; 0: nothing known
         self.held = False  # outlet closed (a refill session): steps that fall due are dropped
+        self.blocked = False  # motor blocked (occlusion, stall): steps that fall due are dropped
         self.basal = Infusion(step_nl)
         self.basal_nl_day = 0  # for display
         self.bolus = Infusion(step_nl)
@@ -131,8 +132,8 @@ class Pump:
         self.just_ran_dry = False
         self.bolus_ended = False
         left = self.volume_nl // self.step_nl
-        if self.held or left == 0 or due + extra == 0:
-            return 0  # outlet closed or dry: nothing delivered, nothing owed either
+        if self.held or self.blocked or left == 0 or due + extra == 0:
+            return 0  # outlet closed, blocked or dry: nothing delivered, nothing owed either
         if due > self.max_catch_up:
             self.gap_steps = due - self.max_catch_up
             due = self.max_catch_up
@@ -169,7 +170,7 @@ class Pump:
 
     def ms_until_next(self):
         """Milliseconds until the next step is due, or -1 if none is scheduled."""
-        if self.volume_nl < self.step_nl or self.held:
+        if self.volume_nl < self.step_nl or self.held or self.blocked:
             return -1
         wait = self.basal.ms_until_next()
         if self.bolus_steps:

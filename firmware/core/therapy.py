@@ -634,6 +634,7 @@ class Therapy:
         self.alarms.ack(alarm)
         if alarm == m.ALARM_ESCALATION:  # a notice: acknowledged means seen and handled
             self._alarm(alarm, False)
+        # (a needle alarm clears once acknowledged and the needle is out: interlocks.py)
         self.record(m.EV_ALARM_ACK, alarm)
         return self.alarm_state()
 

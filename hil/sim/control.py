@@ -1,9 +1,10 @@
 """The rig's control channel on the simulator: JSON lines over TCP.
 
 Requests: {"cmd": "ping"}, {"cmd": "now"}, {"cmd": "advance", "ms": N}, {"cmd": "plant"},
-{"cmd": "reset"} (the reset button), {"cmd": "hang"} (the firmware loop stops: the watchdog
-must act), {"cmd": "boot"} (boots and last reset cause), {"cmd": "quit"}. Each gets one line back:
-{"ok": true, ...} or {"ok": false, "error": "..."}.
+{"cmd": "inputs", "needle_septum"|"needle_cap"|"occluded": bool} (what the rig does to
+the plant), {"cmd": "reset"} (the reset button), {"cmd": "hang"} (the firmware's loop stops:
+the watchdog must act), {"cmd": "boot"} (boots and the last reset cause), {"cmd": "quit"}.
+Each gets one line back: {"ok": true, ...} or {"ok": false, "error": "..."}.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ class ControlServer:
             return {"ok": True, "now_ms": sim.now_ms(), **state}
         if cmd == "reset":
             sim.reset()
+            return {"ok": True}
+        if cmd == "inputs":
+            with sim.cond:
+                sim.plant.set_inputs(req.get("needle_septum"), req.get("needle_cap"),
+                                     req.get("occluded"))
             return {"ok": True}
         if cmd == "hang":
             sim.hang()

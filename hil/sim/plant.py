@@ -1,5 +1,8 @@
 """The physical model behind the firmware's pins: a syringe on a lead screw driven by a
-step/dir stepper. Wired through the same pin map the firmware uses (firmware/config.py)."""
+step/dir stepper, a downstream pressure sensor, the two valves and the needle detectors of
+the refill septum and the catheter access port. Wired through the same pin map the firmware
+uses (firmware/config.py). (The syringe is not refilled by a refill session yet: it starts
+full.)"""
 
 from __future__ import annotations
 
@@ -14,6 +17,16 @@ class PlantState:
     lost_steps: int
     reservoir_nl: int
     capacity_nl: int
+    refill_valve: int
+    cap_valve: int
+    pressure: int
+    occluded: bool
+    needle_septum: bool
+    needle_cap: bool
+
+
+PRESSURE_REST = 6_000  # raw ADC reading of the downstream pressure with the catheter open
+PRESSURE_PER_STEP = 12_000  # what one step against a blocked catheter adds
 
 
 class Plant:
@@ -28,9 +41,10 @@ class Plant:
         self.levels: dict[int | str, int] = {}  # output pin levels as last driven
         # Raw 16-bit ADC readings: downstream pressure at rest, a healthy battery.
         self.adc_values: dict[int | str, int] = {
-            config.PIN_PRESSURE_ADC: 6_000,
+            config.PIN_PRESSURE_ADC: PRESSURE_REST,
             config.PIN_BATTERY_ADC: 38_724,  # 3.9 V through the divider
         }
+        self.occluded = False  # the catheter blocked: the plunger cannot push
 
     def pin_written(self, pin: int | str, level: int) -> None:
         before = self.levels.get(pin, 0)
@@ -48,11 +62,34 @@ class Plant:
     def adc(self, pin: int | str) -> int:
         return self.adc_values.get(pin, 0)
 
+    def set_inputs(self, needle_septum: bool | None = None, needle_cap: bool | None = None,
+                   occluded: bool | None = None) -> None:
+        """What the rig does to the plant: a needle in a port, a blocked catheter."""
+        cfg = self.cfg
+        if needle_septum is not None:
+            self.levels[cfg.PIN_NEEDLE_SEPTUM] = 0 if needle_septum else 1  # active low
+        if needle_cap is not None:
+            self.levels[cfg.PIN_NEEDLE_CAP] = 0 if needle_cap else 1
+        if occluded is not None:
+            self.occluded = occluded
+            if not occluded:
+                self.adc_values[cfg.PIN_PRESSURE_ADC] = PRESSURE_REST
+
     def _step(self) -> None:
         enabled = self.levels.get(self.cfg.PIN_ENABLE, 1) == 0
         forward = self.levels.get(self.cfg.PIN_DIR, 0) == self.cfg.DIR_DELIVER
-        if not (enabled and forward) or self.volume_nl < self.step_nl:
+        p = self.cfg.PIN_PRESSURE_ADC
+        if enabled and not forward:  # drawn back: the pressure built up is relieved
+            self.adc_values[p] = max(PRESSURE_REST, self.adc_values[p] - PRESSURE_PER_STEP * 2)
+            if self.volume_nl + self.step_nl <= self.capacity_nl:
+                self.volume_nl += self.step_nl
+            return
+        if not enabled or self.volume_nl < self.step_nl:
             self.lost_steps += 1
+            return
+        if self.occluded:  # the plunger pushes against the blockage: pressure, no flow
+            self.lost_steps += 1
+            self.adc_values[p] = min(65_535, self.adc_values[p] + PRESSURE_PER_STEP)
             return
         self.steps += 1
         self.volume_nl -= self.step_nl
@@ -65,4 +102,10 @@ class Plant:
             lost_steps=self.lost_steps,
             reservoir_nl=self.volume_nl,
             capacity_nl=self.capacity_nl,
+            refill_valve=self.levels.get(self.cfg.PIN_REFILL_VALVE, 0),
+            cap_valve=self.levels.get(self.cfg.PIN_CAP_VALVE, 0),
+            pressure=self.adc_values[self.cfg.PIN_PRESSURE_ADC],
+            occluded=self.occluded,
+            needle_septum=self.levels.get(self.cfg.PIN_NEEDLE_SEPTUM, 1) == 0,
+            needle_cap=self.levels.get(self.cfg.PIN_NEEDLE_CAP, 1) == 0,
         )

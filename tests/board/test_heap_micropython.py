@@ -10,7 +10,7 @@
 import gc
 
 import micropython
-from therapy_kit import BOARD_ID, CAPACITY_NL, CLOCK0, ready, running
+from therapy_kit import BOARD_ID, CAPACITY_NL, CLOCK0, FakePorts, FakeStepper, ready, running
 
 from firmware import config
 from firmware.core.store import MemoryFS
@@ -154,18 +154,11 @@ class _Link:
         pass
 
 
-class _Stepper:
-    def __init__(self):
-        self.steps = 0
-
-    def step(self, n):
-        self.steps += n
-
-
 class _Board:
     def __init__(self, clock):
         self.link = _Link(clock)
-        self.stepper = _Stepper()
+        self.stepper = FakeStepper()
+        self.ports = FakePorts()
         self.fs = MemoryFS()
 
     def unique_id(self):

@@ -21,6 +21,8 @@ from therapy_kit import (
     CLINICIAN_KEY,
     CLOCK0,
     STEP_NL,
+    FakePorts,
+    FakeStepper,
     advance,
     bare,
     ready,
@@ -793,14 +795,6 @@ class _Link:
         pass
 
 
-class _Stepper:
-    def __init__(self):
-        self.steps = 0
-
-    def step(self, n):
-        self.steps += n
-
-
 class _Board:
     """Fake board objects around a flash that outlives them: a reboot is a new _Board on
     the same fs."""
@@ -808,7 +802,8 @@ class _Board:
     def __init__(self, fs, wall_s=CLOCK0):
         self.clock = _Clock(wall_s)
         self.link = _Link(self.clock)
-        self.stepper = _Stepper()
+        self.stepper = FakeStepper()
+        self.ports = FakePorts()
         self.fs = fs
 
     def unique_id(self):

@@ -77,3 +77,41 @@ def refused(fn, *args):
     except Refused as e:
         return e
     raise AssertionError("not refused: %s%r" % (getattr(fn, "__name__", fn), args))
+
+
+class FakeStepper:
+    """board.Stepper for a Loop on fake board objects: counts steps both ways."""
+
+    def __init__(self):
+        self.steps = 0
+        self.back = 0
+
+    def step(self, n, back=False):
+        if back:
+            self.back += n
+        else:
+            self.steps += n
+
+
+class FakePorts:
+    """board.Ports for a Loop on fake board objects: set the inputs; the valves as driven."""
+
+    def __init__(self):
+        self.needle_septum = False
+        self.needle_cap = False
+        self.end_empty = False
+        self.driver_fault = False
+        self.pressure = 6000
+        self.refill_valve = False
+        self.cap_valve = False
+
+    def read(self, inp):
+        inp.needle_septum = self.needle_septum
+        inp.needle_cap = self.needle_cap
+        inp.end_empty = self.end_empty
+        inp.driver_fault = self.driver_fault
+        inp.pressure = self.pressure
+
+    def valves(self, refill_open, cap_open):
+        self.refill_valve = refill_open
+        self.cap_valve = cap_open

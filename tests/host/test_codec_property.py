@@ -673,11 +673,22 @@ class FakeLink:
         self.writes.append(bytes(data))
 
 
+class FakePorts:
+    """board.Ports at rest: no needle, no blockage."""
+
+    def read(self, inp: Any) -> None:
+        inp.pressure = 6000
+
+    def valves(self, refill_open: bool, cap_open: bool) -> None:
+        pass
+
+
 class FakeBoard:
     def __init__(self, link: FakeLink, random_bytes: Any):
         self.link = link
         self.random_bytes = random_bytes
         self.fs = MemoryFS()
+        self.ports = FakePorts()
         self.fed = 0
         self.watchdog = False
         self.repl = False

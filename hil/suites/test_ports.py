@@ -1,0 +1,66 @@
+"""The refill and catheter-access-port interlocks and an occlusion, on the rig: the valves
+follow the sessions, a needle in the CAP outside a session is a critical alarm, and a blocked
+catheter stops the motor, draws it back and gives no bolus when it clears (label 5.1, 5.4;
+DESIGN invariant 4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hil.rig import Rig
+from hil.suites.kit import prepare
+from host.client import PumpClient
+
+HOUR_MS = 3_600_000
+MIN_MS = 60_000
+
+
+@pytest.mark.hil
+@pytest.mark.rig("time_control", "ports")
+def test_valves_follow_the_sessions_and_a_cap_needle_alarms(pump: PumpClient,
+                                                             rig: Rig) -> None:
+    prepare(pump)
+    pump.set_continuous("400")
+    rig.advance(MIN_MS)
+    plant = rig.plant()
+    assert (plant["refill_valve"], plant["cap_valve"]) == (0, 0)
+    pump.cap_begin(600)
+    rig.advance(1000)
+    assert (rig.plant()["refill_valve"], rig.plant()["cap_valve"]) == (0, 1)
+    pump.cap_end()
+    rig.advance(1000)
+    assert rig.plant()["cap_valve"] == 0
+    rig.inputs(needle_cap=True)
+    rig.advance(6000)  # the loop's next turn (it wakes at least every 5 s)
+    state = pump.alarm_state()
+    assert "cap_violation" in state.alarms and "cap_violation" in state.unacknowledged
+    assert rig.plant()["cap_valve"] == 0, "the CAP stays closed"
+    rig.inputs(needle_cap=False)
+    pump.alarm_ack("cap_violation")
+    rig.advance(6000)
+    assert "cap_violation" not in pump.alarm_state().alarms
+
+
+@pytest.mark.hil
+@pytest.mark.rig("time_control", "delivered_volume", "ports")
+def test_an_occlusion_alarms_and_clears_without_a_bolus(pump: PumpClient, rig: Rig) -> None:
+    prepare(pump)
+    pump.set_continuous("1000", confirm=())  # 2 mL/day: a step every 10.8 s
+    rig.advance(HOUR_MS)
+    rig.inputs(occluded=True)
+    rig.advance(MIN_MS)
+    state = pump.alarm_state()
+    assert "occlusion" in state.alarms, state
+    plant = rig.plant()
+    assert plant["pressure"] < 40_000, "drawn back: the pressure built up is relieved"
+    blocked_at = plant["steps"]
+    rig.advance(5 * MIN_MS)
+    assert rig.plant()["steps"] == blocked_at, "the motor stays stopped"
+    rig.inputs(occluded=False)
+    rig.advance(10 * MIN_MS)  # the next retry
+    assert "occlusion" not in pump.alarm_state().alarms
+    # No post-occlusion bolus: the next hour delivers the program's hour, no more.
+    steps = rig.plant()["steps"]
+    rig.advance(HOUR_MS)
+    made = rig.plant()["steps"] - steps
+    assert made <= 2_000_000 // 250 // 24 + 1, f"{made} steps in the hour after it cleared"
