@@ -117,11 +117,44 @@ class Ports:
         self._cap.value(1 if cap_open else 0)
 
 
+class Buzzer:
+    """Alarm tones on a piezo (PWM): a critical alarm sounds two tones in turn, any other
+    alarm one tone; quiet when acknowledged or silenced (Therapy.tone())."""
+
+    LOW_HZ = 2000
+    HIGH_HZ = 2800
+
+    def __init__(self):
+        self._pwm = machine.PWM(machine.Pin(config.PIN_BUZZER))
+        self._pwm.duty_u16(0)
+        self._timer = machine.Timer(-1)  # a virtual (software) timer
+        self._high = False
+        self.level = 0
+
+    def sound(self, level):
+        if level == self.level:
+            return
+        self.level = level
+        self._timer.deinit()
+        if level == 0:
+            self._pwm.duty_u16(0)
+            return
+        self._pwm.freq(self.LOW_HZ)
+        self._pwm.duty_u16(32768)
+        if level == 2:
+            self._timer.init(mode=machine.Timer.PERIODIC, period=250, callback=self._alternate)
+
+    def _alternate(self, _timer):
+        self._high = not self._high
+        self._pwm.freq(self.HIGH_HZ if self._high else self.LOW_HZ)
+
+
 class Board:
     def __init__(self):
         self.led = machine.Pin(config.PIN_LED, machine.Pin.OUT, value=1)
         self.stepper = Stepper()
         self.ports = Ports()
+        self.buzzer = Buzzer()
         self.link = UartLink() if config.LINK == "uart0" else UsbLink()
         self._battery = machine.ADC(machine.Pin(config.PIN_BATTERY_ADC))
         self.fs = FileFS()  # the flash filesystem (LittleFS), where the therapy is kept

@@ -22,6 +22,10 @@ PIN_LED = 25
 PIN_PRESSURE_ADC = 26  # ADC0: downstream pressure sensor
 PIN_BATTERY_ADC = 27  # ADC1: battery voltage through a divider
 BATTERY_DIVIDER = 2  # battery voltage / ADC pin voltage (two equal resistors)
+# Battery alarms (a Li-ion cell under the motor's load): elective replacement, then the end of
+# service, when the pump can no longer be trusted to deliver.
+BATTERY_REPLACE_MV = 3_500
+BATTERY_END_MV = 3_300
 # UART0, the alternative link to USB CDC
 PIN_UART_TX = 0
 PIN_UART_RX = 1

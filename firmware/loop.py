@@ -20,6 +20,7 @@ from protocol import messages as m
 # right when a stopped pump has no step deadline.)
 MAX_WAIT_MS = 5_000
 BATTERY_READ_MS = 60_000  # the battery changes over days: a reading a minute is plenty
+WDT_RESET = 3  # machine.reset_cause() after a watchdog reset (machine.WDT_RESET on rp2)
 
 
 class Loop:
@@ -39,9 +40,12 @@ class Loop:
         self.log_store = Store(fs, "log")
         self.log_saved = -1  # log.total when the log was last written
         self.restore()
-        self.therapy.record(m.EV_BOOT, board.reset_cause())
+        cause = board.reset_cause()
+        self.therapy.record(m.EV_BOOT, cause)
+        if cause == WDT_RESET:
+            self.therapy._alarm(m.ALARM_WATCHDOG_RESET, True)
         self.flush_due = config.FLUSH_S * 1000
-        self.pump.battery_mv = board.battery_mv()
+        self.therapy.battery(board.battery_mv())
         self.battery_due = BATTERY_READ_MS
         self.reader = framing.FrameReader()
         self.decoded = codec.Decoded()
@@ -123,6 +127,7 @@ class Loop:
         if lock.backoff:
             board.stepper.step(lock.backoff, True)
             lock.backoff = 0
+        board.buzzer.sound(therapy.tone())
         alarms = therapy.alarms
         while alarms.queued:
             change = alarms.pop()
@@ -133,7 +138,7 @@ class Loop:
             self.save()  # delivered totals and the 24 h windows, every FLUSH_S
         self.battery_due -= elapsed
         if self.battery_due <= 0:
-            self.pump.battery_mv = self.board.battery_mv()
+            self.therapy.battery(self.board.battery_mv())
             self.battery_due = BATTERY_READ_MS
         wait = self.pump.ms_until_next()
         if wait < 0 or wait > MAX_WAIT_MS:

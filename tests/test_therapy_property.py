@@ -7,8 +7,13 @@ advances, on a therapy from tests/board/therapy_kit.ready():
 
 - DESIGN safety invariant 1: the dose delivered in any window of at most 24 h (each advance's
   delivered ng, at its time, in sliding windows) never exceeds (a) the patient's hard ceiling
-  (plus one motor step) and (b) the highest daily dose in force during the window plus the
-  boluses delivered in it (authorised in it, or still running in it) plus one motor step.
+  (plus one motor step) and (b) what the programs in force over the window prescribe (their
+  rate integrated over it, flex steps and tapers included, as the engine reports them) plus
+  the boluses delivered in it (authorised in it, or still running in it) plus one motor step
+  for each program change in it (the part of a step carried over a change).
+  (b) is the DESIGN wording, "what is programmed": a day reshaped by a program change can
+  put more into one 24 h window than either program's daily dose; only the ceiling bounds
+  that (README: "What is not there yet").
 - A refused command changes nothing: the program, the profile, every STATUS field, the
   patient-bolus, screening and alarm state and the engine's counters are as before, and the
   event log grew by exactly the one refusal record (EV_REFUSED with the error code).
@@ -27,9 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "board"))
 
 import therapy_kit as kit  # noqa: E402
 
+from firmware.core import schedule  # noqa: E402
 from protocol import messages as m  # noqa: E402
 
 DAY_MS = 86_400_000
+DAY_S = 86_400
 CHUNK_MS = 30 * 60 * 1000  # the longest the simulated loop sleeps between two samples
 CONCENTRATIONS = (50, 500, 1000, 2000)
 
@@ -150,6 +157,8 @@ class Run:
         self.boluses = []  # (authorised at ms, ends at ms, ng)
         self.refusals = 0
         self.accepted = 0
+        self.programmed = 0  # ng the programs in force prescribed so far (1/86400 ng units)
+        self.changes = 0
         if setup["started_ago_s"]:
             self.call(
                 m.SET_PROFILE,
@@ -163,8 +172,8 @@ class Run:
                 ),
             )
         self.call(m.SET_CONTINUOUS, (setup["first_ng"], m.CONFIRM_HIGH_DOSE))
-        # Samples: (ms, delivered ng, daily dose in force from then on).
-        self.samples = [(0, t.pump.delivered_ng(), t.daily_ng)]
+        # Samples: (ms, delivered ng, ng prescribed so far, program changes so far).
+        self.samples = [(0, t.pump.delivered_ng(), 0, 0)]
 
     def step_ng(self):
         return (self.t.pump.pg_per_step() + 999) // 1000
@@ -210,6 +219,9 @@ class Run:
             return None
         assert rtype == mtype | 0x80
         self.accepted += 1
+        if mtype in (m.SET_CONTINUOUS, m.SET_FLEX, m.SET_TAPER, m.SUSPEND, m.RESUME, m.STOP,
+                     m.REFILL_BEGIN, m.REFILL_COMMIT, m.REFILL_ABORT):
+            self.changes += 1
         if mtype in (m.BOLUS, m.PATIENT_BOLUS):
             dose, duration = int(out[1]), int(out[3])
             self.boluses.append((self.ms, self.ms + duration * 1000, dose))
@@ -219,7 +231,22 @@ class Run:
 
     def note(self):
         t = self.t
-        self.samples.append((self.ms, t.pump.delivered_ng(), t.daily_ng))
+        self.samples.append((self.ms, t.pump.delivered_ng(), self.programmed // DAY_S,
+                             self.changes))
+
+    def prescribed(self, ms):
+        """What the program in force prescribes over the next ms (as ng * 86400): computed
+        from the program the engine reports, before the time passes."""
+        t = self.t
+        p = t.pump
+        if p.held or p.blocked or not p.concentration or p.volume_nl < p.step_nl:
+            return 0
+        if t.mode == m.MODE_MINIMUM:
+            return p.basal_nl_day * p.concentration * ms // 1000 // 1000
+        if t.mode == m.MODE_STOPPED:
+            return 0
+        sod = schedule.local_s(p.clock_s(), t.utc_offset_min)
+        return schedule.ng_over(t.steps, sod, (ms + 999) // 1000) * DAY_S
 
     def advance(self, s):
         ms = s * 1000
@@ -230,7 +257,11 @@ class Run:
             e = self.t.ms_until_event()
             if 0 < e < d:
                 d = e
+            self.programmed += self.prescribed(d)
+            held = self.t.pump.held
             self.t.advance(d)
+            if self.t.pump.held != held:  # a refill session that timed out: the outlet
+                self.changes += 1  # reopens mid-step, like a change of program
             self.ms += d
             ms -= d
             self.note()
@@ -289,7 +320,7 @@ class Run:
         top_ceiling = 0
         j_min = 0
         for i in range(1, len(s)):
-            ti, di, _ = s[i]
+            ti, di, pi, ci = s[i]
             while ti - s[j_min][0] > DAY_MS:
                 j_min += 1
             # (a) the hard ceiling, over the longest window ending here.
@@ -300,23 +331,21 @@ class Run:
                 f"{got} ng delivered in ({s[j_min][0]}, {ti}] ms, over the hard ceiling"
                 f" {self.ceiling}"
             )
-            # (b) every window ending here: the highest daily dose in force in it, the
-            # boluses delivered in it, one step.
-            in_force = 0
+            # (b) every window ending here: what the programs prescribed in it, the boluses
+            # delivered in it, a step for each change in it (and one for the window's edge).
             for j in range(i - 1, j_min - 1, -1):
-                tj, dj, fj = s[j]
-                if fj > in_force:
-                    in_force = fj
+                tj, dj, pj, cj = s[j]
                 got = di - dj
-                if got <= in_force + step:
+                allowed = pi - pj + 1 + step * (1 + ci - cj)
+                if got <= allowed:
                     continue  # no need to count the boluses
                 boluses = 0
                 for a, e, ng in self.boluses:
                     if a < ti and e > tj:
                         boluses += ng
-                assert got <= in_force + boluses + step, (
-                    f"{got} ng delivered in ({tj}, {ti}] ms: more than the highest daily dose in"
-                    f" force {in_force} + boluses {boluses} + one step {step}"
+                assert got <= allowed + boluses, (
+                    f"{got} ng delivered in ({tj}, {ti}] ms: more than the programs prescribed"
+                    f" ({pi - pj}) + boluses {boluses} + a step per change ({ci - cj + 1})"
                 )
         return top_ceiling
 

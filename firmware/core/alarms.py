@@ -13,7 +13,8 @@ class Alarms:
     def __init__(self):
         self.active = 0  # bit (alarm - 1)
         self.unacked = 0
-        self.silenced_until = 0  # pump clock; 0: not silenced
+        self.silenced_until = 0  # tones off until this time (the caller's clock; therapy.py:
+        # the pump's own uptime), 0: not silenced
         self.queue = [0] * QUEUE  # alarm << 1 | active
         self.queued = 0
         self._head = 0

@@ -39,6 +39,8 @@ class Therapy:
         self.refill_margin_s = cfg.REFILL_MARGIN_S
         self.refill_timeout_s = cfg.REFILL_TIMEOUT_S
         self.drain_tolerance_nl = cfg.DRAIN_TOLERANCE_NL
+        self.battery_replace_mv = cfg.BATTERY_REPLACE_MV
+        self.battery_end_mv = cfg.BATTERY_END_MV
         self.role = 0  # who caused what is being done (0: the pump itself)
         self.alarms = Alarms()
         # Patient profile
@@ -624,9 +626,23 @@ class Therapy:
         if self.alarms.set(alarm, on):
             self.record(m.EV_ALARM, alarm, 1 if on else 0)
 
+    def battery(self, mv):
+        """A battery reading (each minute): elective replacement, then end of service. (A
+        reading of 0 is a board without the divider: no alarm.)"""
+        self.pump.battery_mv = mv
+        if mv:
+            self._alarm(m.ALARM_BATTERY_REPLACE, mv < self.battery_replace_mv)
+            self._alarm(m.ALARM_BATTERY_END, mv < self.battery_end_mv)
+
     def alarm_state(self):
         a = self.alarms
-        return (a.active, a.unacked, a.silenced_until)
+        p = self.pump
+        left = a.silenced_until - p.uptime_s  # silenced in the pump's own time
+        return (a.active, a.unacked, p.clock_s() + left if left > 0 else 0)
+
+    def tone(self):
+        """What the buzzer sounds now: 2 two-tone (critical), 1 one tone, 0 quiet."""
+        return self.alarms.tone(self.pump.uptime_s)
 
     def alarm_ack(self, alarm):
         if not self.alarms.active & (1 << (alarm - 1)):
@@ -639,7 +655,7 @@ class Therapy:
         return self.alarm_state()
 
     def alarm_silence(self, minutes):
-        self.alarms.silence(self.pump.clock_s() + minutes * 60)
+        self.alarms.silence(self.pump.uptime_s + minutes * 60)
         self.record(m.EV_ALARM_SILENCE, minutes)
         return self.alarm_state()
 

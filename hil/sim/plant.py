@@ -23,6 +23,7 @@ class PlantState:
     occluded: bool
     needle_septum: bool
     needle_cap: bool
+    buzzer_hz: int
 
 
 PRESSURE_REST = 6_000  # raw ADC reading of the downstream pressure with the catheter open
@@ -45,6 +46,10 @@ class Plant:
             config.PIN_BATTERY_ADC: 38_724,  # 3.9 V through the divider
         }
         self.occluded = False  # the catheter blocked: the plunger cannot push
+        self.tones: dict[int | str, int] = {}  # PWM outputs: the frequency sounding, 0 quiet
+
+    def pwm(self, pin: int | str, hz: int) -> None:
+        self.tones[pin] = hz
 
     def pin_written(self, pin: int | str, level: int) -> None:
         before = self.levels.get(pin, 0)
@@ -108,4 +113,5 @@ class Plant:
             occluded=self.occluded,
             needle_septum=self.levels.get(self.cfg.PIN_NEEDLE_SEPTUM, 1) == 0,
             needle_cap=self.levels.get(self.cfg.PIN_NEEDLE_CAP, 1) == 0,
+            buzzer_hz=self.tones.get(self.cfg.PIN_BUZZER, 0),
         )

@@ -35,8 +35,12 @@ def test_valves_follow_the_sessions_and_a_cap_needle_alarms(pump: PumpClient,
     state = pump.alarm_state()
     assert "cap_violation" in state.alarms and "cap_violation" in state.unacknowledged
     assert rig.plant()["cap_valve"] == 0, "the CAP stays closed"
-    rig.inputs(needle_cap=False)
+    assert rig.plant()["buzzer_hz"] > 0, "the buzzer sounds"
     pump.alarm_ack("cap_violation")
+    rig.advance(6000)
+    assert rig.plant()["buzzer_hz"] == 0, "acknowledged: quiet"
+    assert "cap_violation" in pump.alarm_state().alarms, "the needle is still in"
+    rig.inputs(needle_cap=False)
     rig.advance(6000)
     assert "cap_violation" not in pump.alarm_state().alarms
 

@@ -70,6 +70,7 @@ def test_a_hung_loop_ends_in_a_watchdog_reset_and_resumed_delivery(
     assert abs(made - STEPS_PER_HOUR_400) <= 1, f"{made} steps in the hour after the reset"
     s = pump.status()
     assert (s.mode, s.daily_dose_mcg) == ("continuous", 400)
+    assert "watchdog_reset" in s.alarms, "the reset is an alarm, not only a log entry"
     events = pump.events()
     boot_event = next(e for e in reversed(events) if e.event == "boot")
     assert boot_event.a == 3, "the boot logs the watchdog as its cause"

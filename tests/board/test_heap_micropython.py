@@ -10,7 +10,16 @@
 import gc
 
 import micropython
-from therapy_kit import BOARD_ID, CAPACITY_NL, CLOCK0, FakePorts, FakeStepper, ready, running
+from therapy_kit import (
+    BOARD_ID,
+    CAPACITY_NL,
+    CLOCK0,
+    FakeBuzzer,
+    FakePorts,
+    FakeStepper,
+    ready,
+    running,
+)
 
 from firmware import config
 from firmware.core.store import MemoryFS
@@ -159,6 +168,7 @@ class _Board:
         self.link = _Link(clock)
         self.stepper = FakeStepper()
         self.ports = FakePorts()
+        self.buzzer = FakeBuzzer()
         self.fs = MemoryFS()
 
     def unique_id(self):

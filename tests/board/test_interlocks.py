@@ -117,3 +117,18 @@ def test_a_driver_fault_or_an_end_stop_with_drug_left_blocks_the_motor():
     inp.end_empty = True
     lock.update(inp)
     assert not t.pump.blocked and not _on(t, m.ALARM_OCCLUSION), "empty and at the end: agreed"
+
+
+def test_label_5_5_battery_alarms_replacement_then_end_of_service():
+    # Label 5.5: end of pump battery life is a cause of abrupt withdrawal; the alarm must come
+    # early enough to act on: elective replacement (one tone) before end of service (two).
+    t = kit.running(400_000)
+    t.battery(3_900)
+    assert not t.alarms.active, "a healthy battery"
+    t.battery(config.BATTERY_REPLACE_MV - 1)
+    assert _on(t, m.ALARM_BATTERY_REPLACE) and not _on(t, m.ALARM_BATTERY_END)
+    assert t.alarms.tone(t.pump.clock_s()) == 1
+    t.battery(config.BATTERY_END_MV - 1)
+    assert _on(t, m.ALARM_BATTERY_END) and t.alarms.tone(t.pump.clock_s()) == 2
+    t.battery(3_900)
+    assert not t.alarms.active, "a new battery clears both"

@@ -21,6 +21,7 @@ from therapy_kit import (
     CLINICIAN_KEY,
     CLOCK0,
     STEP_NL,
+    FakeBuzzer,
     FakePorts,
     FakeStepper,
     advance,
@@ -804,6 +805,7 @@ class _Board:
         self.link = _Link(self.clock)
         self.stepper = FakeStepper()
         self.ports = FakePorts()
+        self.buzzer = FakeBuzzer()
         self.fs = fs
 
     def unique_id(self):

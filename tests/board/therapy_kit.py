@@ -115,3 +115,13 @@ class FakePorts:
     def valves(self, refill_open, cap_open):
         self.refill_valve = refill_open
         self.cap_valve = cap_open
+
+
+class FakeBuzzer:
+    """board.Buzzer for a Loop on fake board objects: the level last sounded."""
+
+    def __init__(self):
+        self.level = 0
+
+    def sound(self, level):
+        self.level = level

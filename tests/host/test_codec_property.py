@@ -683,12 +683,18 @@ class FakePorts:
         pass
 
 
+class FakeBuzzer:
+    def sound(self, level: int) -> None:
+        pass
+
+
 class FakeBoard:
     def __init__(self, link: FakeLink, random_bytes: Any):
         self.link = link
         self.random_bytes = random_bytes
         self.fs = MemoryFS()
         self.ports = FakePorts()
+        self.buzzer = FakeBuzzer()
         self.fed = 0
         self.watchdog = False
         self.repl = False

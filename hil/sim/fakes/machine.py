@@ -94,16 +94,37 @@ class PWM:
         if f is None:
             return self._freq
         self._freq = f
+        self._tell()
         return None
 
     def duty_u16(self, d: int | None = None):
         if d is None:
             return self._duty
         self._duty = d
+        self._tell()
         return None
+
+    def _tell(self) -> None:
+        _s.sim().plant.pwm(self.pin.id, self._freq if self._duty else 0)
 
     def deinit(self) -> None:
         self._duty = 0
+
+
+class Timer:
+    """machine.Timer: kept, not run (the buzzer's two-tone alternation is not simulated)."""
+
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id: int = -1, **kw) -> None:
+        self.callback = None
+
+    def init(self, mode: int = PERIODIC, period: int = -1, callback=None, **kw) -> None:
+        self.callback = callback
+
+    def deinit(self) -> None:
+        self.callback = None
 
 
 class UART:
