@@ -30,6 +30,10 @@ TITRATION_PCT_OTHER = 15
 MAINTENANCE_PCT_SPINAL = 40
 MAINTENANCE_PCT_OTHER = 20
 FIRST_DAY_S = DAY_S
+# The hard ceiling (the profile's, over any 24 h) is checked where the delivered past is known:
+# therapy.py _check_peak, for every program, resume and bolus.
+# Label 2.3: a concentration changes only through a refill commit (therapy.refill_commit):
+# no other command sets one, so there is no check to make (RULE_CONCENTRATION_CHANGE).
 # Label 2.6: limited experience above 1000 mcg/day: confirm it.
 HIGH_DOSE_NG = 1_000_000
 # Label 2.6 (decreases 10-20 %) and 5.5 (never stop abruptly): a cut of more than 20 % below
@@ -54,6 +58,8 @@ def check_age(age_years):
 
 
 def check_concentration(concentration, confirm):
+    if concentration < 1:
+        refuse(m.ERR_OUT_OF_RANGE, m.RULE_CONCENTRATION, concentration, 1, "no drug at 0 mcg/mL")
     if concentration > MAX_CONCENTRATION:
         refuse(m.ERR_LIMIT, m.RULE_CONCENTRATION, concentration, MAX_CONCENTRATION,
                "%d mcg/mL over the maximum %d (label 2.3)" % (concentration, MAX_CONCENTRATION))
@@ -68,14 +74,6 @@ def step_pct(origin, age_years, maintenance):
     if maintenance:
         return MAINTENANCE_PCT_OTHER if small else MAINTENANCE_PCT_SPINAL
     return TITRATION_PCT_OTHER if small else TITRATION_PCT_SPINAL
-
-
-def check_ceiling(new_daily, ceiling):
-    """A program's own day stays under the ceiling (therapy.py also checks every 24 h
-    window that reaches back into what was delivered before it)."""
-    if new_daily > ceiling:
-        refuse(m.ERR_LIMIT, m.RULE_HARD_CEILING, new_daily, ceiling,
-               "%d ng/day over the hard ceiling %d ng/day" % (new_daily, ceiling))
 
 
 def check_high_dose(new_daily, confirm):

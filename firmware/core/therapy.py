@@ -199,7 +199,6 @@ class Therapy:
         up = p.uptime_s
         new = schedule.daily_dose(steps)
         self._check_rate(steps, p.concentration)
-        rules.check_ceiling(new, self.ceiling_ng)
         self._check_peak(steps, p.bolus_left_ng(), new)
         rules.check_high_dose(new, confirm)
         old = self.daily_ng
