@@ -502,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every active alarm")
     p.set_defaults(func=cmd_ack)
 
+    sub.add_parser("deploy", help="put the firmware on a board (as make flash; deploy --help)",
+                   add_help=False)
+
     p = sub.add_parser("log", parents=[common], help="the pump's event log")
     p.add_argument("--start", type=int, default=0, help="first event number (default 0)")
     p.set_defaults(func=cmd_log)
@@ -528,6 +531,11 @@ def _error_json(e: errors.PumpError) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["deploy"]:  # flashing talks to the board itself (host/deploy.py)
+        from host import deploy
+
+        return deploy.main(argv[1:])
     args = build_parser().parse_args(argv)
     args.json = getattr(args, "json", False)
     timeout = getattr(args, "timeout", DEFAULT_TIMEOUT)

@@ -113,9 +113,14 @@ class VirtualLink:
     def readinto(self, buf) -> int:
         # No lock: the firmware is the only reader and receive() only appends, so taking
         # from the front is safe between appends (each bytearray operation is atomic).
-        n = min(len(buf), len(self.rx))
-        buf[:n] = self.rx[:n]
-        del self.rx[:n]
+        rx = self.rx
+        if len(buf) == 1 and rx:  # the firmware reads a byte at a time: keep that quick
+            buf[0] = rx[0]
+            del rx[0]
+            return 1
+        n = min(len(buf), len(rx))
+        buf[:n] = rx[:n]
+        del rx[:n]
         return n
 
     def send(self, data: bytes) -> None:

@@ -68,3 +68,11 @@ def test_the_flashed_firmware_names_its_commit(tmp_path: Path) -> None:
     stamped = (tmp_path / "stamped" / "version.py").read_text()
     assert f"BUILD = {deploy.build_id()!r}" in stamped and 'BUILD = "dev"' not in stamped
     assert plan["firmware/version.mpy"].stat().st_size > 0
+
+
+def test_pumpctl_deploy_is_the_flash_tool(capsys: pytest.CaptureFixture[str]) -> None:
+    from host import cli
+
+    assert cli.main(["deploy", "--dry-run", "--json"]) == 0
+    files = {f["path"] for f in json.loads(capsys.readouterr().out)["files"]}
+    assert {"main.py", "firmware/loop.mpy", "protocol/messages.mpy"} <= files, files

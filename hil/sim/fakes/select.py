@@ -15,9 +15,11 @@ POLLHUP = 16
 class _Poll:
     def __init__(self) -> None:
         self._objs: list[object] = []
+        self._ready: tuple = ()
 
     def register(self, obj: object, mask: int = POLLIN) -> None:
         self._objs.append(obj)
+        self._ready = ((self._objs[0], POLLIN),)
 
     def unregister(self, obj: object) -> None:
         self._objs.remove(obj)
@@ -28,7 +30,7 @@ class _Poll:
     def ipoll(self, timeout: int = -1, flags: int = 0):
         sim = _s.sim()
         if timeout == 0 and not sim.reset_requested:  # the firmware's per-byte check: be quick
-            return ((self._objs[0], POLLIN),) if sim.link.rx and self._objs else ()
+            return self._ready if sim.link.rx and self._objs else ()
         with sim.cond:
             clock = sim.clock
             deadline = None if timeout < 0 else clock.now_locked() + timeout
