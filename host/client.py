@@ -401,20 +401,44 @@ def _event(e: dict[str, Any]) -> Event:
     )
 
 
+# STATUS fields (and TELEMETRY's, a subset of them) as people read them: name -> (the
+# result's field name, the conversion).
+_READINGS: dict[str, tuple[str, Any]] = {
+    "mode": ("mode", str),
+    "phase": ("phase", str),
+    "daily_dose_ng": ("daily_dose_mcg", ng_to_mcg),
+    "concentration": ("concentration_mcg_ml", int),
+    "rate_nl_day": ("rate_ul_day", nl_to_ul),
+    "bolus": ("bolus", str),
+    "bolus_left_ng": ("bolus_left_mcg", ng_to_mcg),
+    "last_24h_ng": ("last_24h_mcg", ng_to_mcg),
+    "delivered_nl": ("delivered_ul", nl_to_ul),
+    "delivered_ng": ("delivered_mcg", ng_to_mcg),
+    "reservoir_nl": ("reservoir_ul", nl_to_ul),
+    "uptime_s": ("uptime_s", int),
+    "clock_s": ("clock", _utc),
+    "low_at_s": ("low_at", _when),
+    "refill_at_s": ("refill_at", _when),
+    "dry_at_s": ("dry_at", _when),
+    "alarms": ("alarms", alarm_names),
+    "sessions": ("sessions", tuple),
+    "battery_mv": ("battery_v", lambda mv: Decimal(mv) / 1000),
+    "frame_errors": ("frame_errors", int),
+}
+
+
+def _readings(fields: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in fields.items():
+        key, convert = _READINGS[name]
+        out[key] = convert(value)
+    return out
+
+
 def unsolicited(msg: Message) -> PumpEvent:
     """An unsolicited frame as a typed event."""
     if msg.type == m.TELEMETRY:
-        return Telemetry(
-            mode=msg["mode"],
-            rate_ul_day=nl_to_ul(msg["rate_nl_day"]),
-            bolus_left_mcg=ng_to_mcg(msg["bolus_left_ng"]),
-            delivered_ul=nl_to_ul(msg["delivered_nl"]),
-            delivered_mcg=ng_to_mcg(msg["delivered_ng"]),
-            reservoir_ul=nl_to_ul(msg["reservoir_nl"]),
-            clock=_utc(msg["clock_s"]),
-            alarms=alarm_names(msg["alarms"]),
-            battery_v=Decimal(msg["battery_mv"]) / 1000,
-        )
+        return Telemetry(**_readings(msg.fields))
     if msg.type == m.ALARM:
         return AlarmEvent(
             alarm=msg["alarm"],
@@ -650,29 +674,7 @@ class PumpClient:
         )
 
     def status(self) -> Status:
-        r = self.request("GET_STATUS")
-        return Status(
-            mode=r["mode"],
-            phase=r["phase"],
-            daily_dose_mcg=ng_to_mcg(r["daily_dose_ng"]),
-            concentration_mcg_ml=r["concentration"],
-            rate_ul_day=nl_to_ul(r["rate_nl_day"]),
-            bolus=r["bolus"],
-            bolus_left_mcg=ng_to_mcg(r["bolus_left_ng"]),
-            last_24h_mcg=ng_to_mcg(r["last_24h_ng"]),
-            delivered_ul=nl_to_ul(r["delivered_nl"]),
-            delivered_mcg=ng_to_mcg(r["delivered_ng"]),
-            reservoir_ul=nl_to_ul(r["reservoir_nl"]),
-            uptime_s=r["uptime_s"],
-            clock=_utc(r["clock_s"]),
-            low_at=_when(r["low_at_s"]),
-            refill_at=_when(r["refill_at_s"]),
-            dry_at=_when(r["dry_at_s"]),
-            alarms=alarm_names(r["alarms"]),
-            sessions=tuple(r["sessions"]),
-            battery_v=Decimal(r["battery_mv"]) / 1000,
-            frame_errors=r["frame_errors"],
-        )
+        return Status(**_readings(self.request("GET_STATUS").fields))
 
     def counters(self) -> dict[str, int]:
         """Refusals since boot, by error name."""

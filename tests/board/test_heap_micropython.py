@@ -11,18 +11,14 @@ import gc
 
 import micropython
 from therapy_kit import (
-    BOARD_ID,
     CAPACITY_NL,
-    CLOCK0,
-    FakeBuzzer,
-    FakePorts,
-    FakeStepper,
+    FakeBoard,
+    FakeClock,
     ready,
     running,
 )
 
 from firmware import config
-from firmware.core.store import MemoryFS
 from protocol import framing
 from protocol import messages as m
 
@@ -126,64 +122,6 @@ def test_therapy_crossing_a_flex_step_allocates_nothing():
 # -- the loop --------------------------------------------------------------------------------
 
 
-class _Clock:
-    """MicroPython's time for firmware/loop.py: ticks move only when the loop waits. The
-    tests stay far below the 2**30 ms ticks period, so a plain difference will do."""
-
-    def __init__(self):
-        self.now = 0
-
-    def ticks_ms(self):
-        return self.now
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def time(self):
-        return CLOCK0
-
-
-class _Link:
-    def __init__(self, clock):
-        self.clock = clock
-        self.written = 0
-
-    def read_byte(self):
-        return -1  # no host talking
-
-    def wait(self, timeout_ms):
-        if timeout_ms > 0:
-            self.clock.now += timeout_ms  # the loop sleeps until its next deadline
-        return False
-
-    def write(self, data):
-        self.written += len(data)
-
-    def close(self):
-        pass
-
-
-class _Board:
-    def __init__(self, clock):
-        self.link = _Link(clock)
-        self.stepper = FakeStepper()
-        self.ports = FakePorts()
-        self.buzzer = FakeBuzzer()
-        self.fs = MemoryFS()
-
-    def unique_id(self):
-        return BOARD_ID
-
-    def battery_mv(self):
-        return 3900
-
-    def reset_cause(self):
-        return 1
-
-    def random_bytes(self, n):
-        return bytes(n)
-
-
 def _ask(lp, mtype, values):
     rtype, out = lp.dispatcher.handle(mtype, values, m.ROLE_CLINICIAN)
     assert rtype == mtype | 0x80, "0x%02x answered %r" % (mtype, out)
@@ -196,10 +134,10 @@ def _with_loop(program, check):
     from firmware import loop as loop_mod
 
     saved = loop_mod.time
-    clock = _Clock()
+    clock = FakeClock()
     loop_mod.time = clock
     try:
-        board = _Board(clock)
+        board = FakeBoard(clock=clock)
         lp = loop_mod.Loop(board)
         _ask(lp, m.SET_PROFILE, (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0))
         _ask(lp, m.REFILL_BEGIN, ())

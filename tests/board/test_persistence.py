@@ -21,9 +21,7 @@ from therapy_kit import (
     CLINICIAN_KEY,
     CLOCK0,
     STEP_NL,
-    FakeBuzzer,
-    FakePorts,
-    FakeStepper,
+    FakeBoard,
     advance,
     bare,
     ready,
@@ -753,74 +751,6 @@ def test_restart_logs_ev_restored():
 # -- the loop on fake board objects ----------------------------------------------------------
 
 
-class _Clock:
-    """MicroPython's time for firmware/loop.py: ticks move only when the loop waits; the
-    board's clock (time()) runs on with them from wall_s."""
-
-    def __init__(self, wall_s):
-        self.now = 0
-        self.wall_s = wall_s
-
-    def ticks_ms(self):
-        return self.now
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def time(self):
-        return self.wall_s + self.now // 1000
-
-
-class _Link:
-    def __init__(self, clock):
-        self.clock = clock
-        self.rx = bytearray()
-        self.at = 0
-        self.written = 0
-
-    def read_byte(self):
-        if self.at < len(self.rx):
-            self.at += 1
-            return self.rx[self.at - 1]
-        return -1
-
-    def wait(self, timeout_ms):
-        if timeout_ms > 0:
-            self.clock.now += timeout_ms
-        return False
-
-    def write(self, data):
-        self.written += len(data)
-
-    def close(self):
-        pass
-
-
-class _Board:
-    """Fake board objects around a flash that outlives them: a reboot is a new _Board on
-    the same fs."""
-
-    def __init__(self, fs, wall_s=CLOCK0):
-        self.clock = _Clock(wall_s)
-        self.link = _Link(self.clock)
-        self.stepper = FakeStepper()
-        self.ports = FakePorts()
-        self.buzzer = FakeBuzzer()
-        self.fs = fs
-
-    def unique_id(self):
-        return b"\xe6\x61\x38\x52\x83\x47\xa5\x2f"
-
-    def battery_mv(self):
-        return 3900
-
-    def reset_cause(self):
-        return 1
-
-    def random_bytes(self, n):
-        return bytes(n)
-
-
 def _on_fakes(fn):
     """Run fn(boot) with firmware/loop.py on the fakes' time; boot(board) builds a Loop."""
     from firmware import loop as loop_mod
@@ -875,7 +805,7 @@ def test_loop_reboot_resumes_in_its_constructor():
     def run(boot):
         for power_cut in (False, True):
             fs = MemoryFS()
-            b1 = _Board(fs)
+            b1 = FakeBoard(fs)
             lp1 = boot(b1)
             _program(lp1)
             _run_for(lp1, b1, 3 * HOUR_MS + 12_345)  # steps, and periodic flushes
@@ -883,7 +813,7 @@ def test_loop_reboot_resumes_in_its_constructor():
             saved, saved_log = _on_flash(fs)
             assert saved.pump.delivered_steps > 0, "delivery on flash"
             wall = PICO_EPOCH if power_cut else b1.clock.time() + 120
-            b2 = _Board(fs, wall)  # the reboot
+            b2 = FakeBoard(fs, wall)  # the reboot
             lp2 = boot(b2)
             t = lp2.therapy
             what = "power cut" if power_cut else "clock survived"
@@ -927,11 +857,11 @@ def test_loop_reboot_resumes_in_its_constructor():
 def test_loop_both_state_slots_corrupt_raise_config_crc():
     def run(boot):
         fs = MemoryFS()
-        lp1 = boot(_Board(fs))
+        lp1 = boot(FakeBoard(fs))
         _program(lp1)
         for name in lp1.state_store.names:
             _flip(fs, name, 20)
-        lp2 = boot(_Board(fs))
+        lp2 = boot(FakeBoard(fs))
         t = lp2.therapy
         assert lp2.state_store.corrupt == 2, "both counted"
         assert t.alarms.active & _bit(m.ALARM_CONFIG_CRC), "config_crc: %d" % t.alarms.active
@@ -952,7 +882,7 @@ def test_loop_both_state_slots_corrupt_raise_config_crc():
 def test_loop_one_state_slot_corrupt_gives_the_other():
     def run(boot):
         fs = MemoryFS()
-        b1 = _Board(fs)
+        b1 = FakeBoard(fs)
         lp1 = boot(b1)
         _program(lp1)
         programmed = lp1.state_store.seq
@@ -960,7 +890,7 @@ def test_loop_one_state_slot_corrupt_gives_the_other():
             lp1.once()
         assert lp1.pump.delivered_steps > 0, "delivered since the program was saved"
         fs.files[_newest_slot(lp1.state_store)] = b"\x00" * 7
-        lp2 = boot(_Board(fs, b1.clock.time() + 60))
+        lp2 = boot(FakeBoard(fs, b1.clock.time() + 60))
         t = lp2.therapy
         assert lp2.state_store.corrupt == 1, "one counted"
         assert t.mode == m.MODE_CONTINUOUS and lp2.pump.basal_nl_day == 825_000, "resumed"
@@ -977,7 +907,7 @@ def test_loop_one_state_slot_corrupt_gives_the_other():
 def test_loop_flushes_every_flush_s():
     def run(boot):
         fs = MemoryFS()
-        b = _Board(fs)
+        b = FakeBoard(fs)
         lp = boot(b)
         _program(lp)  # saved: the flush is FLUSH_S away
         writes = lp.state_store.writes
@@ -1022,7 +952,7 @@ def _signed(mtype, values, counter):
 def test_loop_saves_each_accepted_command_before_the_next():
     def run(boot):
         fs = MemoryFS()
-        b = _Board(fs)
+        b = FakeBoard(fs)
         lp = boot(b)
         lp.guard = lp.dispatcher.guard = Guard({CLINICIAN: CLINICIAN_KEY})
         assert lp.guard.open(NONCE) == 0, "session 0"
@@ -1059,7 +989,7 @@ def test_loop_power_cut_during_a_save_keeps_state_and_log_agreeing():
     # account for the program it runs: its EV_PROGRAM is in the log it boots with.
     def run(boot):
         base = MemoryFS()
-        lp = boot(_Board(base))
+        lp = boot(FakeBoard(base))
         _program(lp, 100_000)  # program A, saved whole
         lp.dispatcher.handle(m.SET_CONTINUOUS, (90_000, 0), CLINICIAN)  # B, measured only
         state_len = len(snapshot.dump(lp.therapy)) + OVERHEAD
@@ -1068,7 +998,7 @@ def test_loop_power_cut_during_a_save_keeps_state_and_log_agreeing():
                 state_len + log_len // 2, state_len + log_len - 1, state_len + log_len)
         for k in cuts:
             fs = _CutFS(base.files)
-            lp = boot(_Board(fs))  # running program A
+            lp = boot(FakeBoard(fs))  # running program A
             assert lp.therapy.daily_ng == 100_000, "A runs"
             rtype, out = lp.dispatcher.handle(m.SET_CONTINUOUS, (90_000, 0), CLINICIAN)
             assert rtype == m.SET_CONTINUOUS | 0x80, "B accepted: %r" % (out,)
@@ -1079,7 +1009,7 @@ def test_loop_power_cut_during_a_save_keeps_state_and_log_agreeing():
             except _PowerCut:
                 cut = True
             assert cut == (k < state_len + log_len), "cut after %d bytes" % k
-            lp2 = boot(_Board(fs, CLOCK0 + 600))
+            lp2 = boot(FakeBoard(fs, CLOCK0 + 600))
             t = lp2.therapy
             assert t.daily_ng in (100_000, 90_000), "A or B: %d" % t.daily_ng
             assert not t.alarms.active & _bit(m.ALARM_CONFIG_CRC), "a whole state"
@@ -1106,11 +1036,11 @@ def _state_record(fs, data):
 def test_loop_state_of_another_format_raises_config_crc():
     def run(boot):
         fs = MemoryFS()
-        lp1 = boot(_Board(fs))
+        lp1 = boot(FakeBoard(fs))
         _program(lp1)
         raw = Store(fs, "state").load()
         _state_record(fs, bytes((snapshot.FORMAT + 1,)) + raw[1:])  # whole, CRC good
-        lp2 = boot(_Board(fs, CLOCK0 + 600))
+        lp2 = boot(FakeBoard(fs, CLOCK0 + 600))
         t = lp2.therapy
         assert t.alarms.active & _bit(m.ALARM_CONFIG_CRC), "config_crc"
         p = lp2.pump
@@ -1126,11 +1056,11 @@ def test_loop_state_it_cannot_read_is_not_half_loaded():
     # half a snapshot in it: a program that says it runs while the motor does not.
     def run(boot):
         fs = MemoryFS()
-        lp1 = boot(_Board(fs))
+        lp1 = boot(FakeBoard(fs))
         _program(lp1)
         raw = Store(fs, "state").load()
         _state_record(fs, raw + b"\x00")
-        lp2 = boot(_Board(fs, CLOCK0 + 600))
+        lp2 = boot(FakeBoard(fs, CLOCK0 + 600))
         t = lp2.therapy
         p = lp2.pump
         assert t.alarms.active & _bit(m.ALARM_CONFIG_CRC), "config_crc"

@@ -125,3 +125,85 @@ class FakeBuzzer:
 
     def sound(self, level):
         self.level = level
+
+
+class FakeClock:
+    """MicroPython's time for firmware/loop.py: ticks move only when the loop waits (tests
+    stay far below the 2**30 ms ticks period, so a plain difference will do); the board's
+    clock (time()) runs on with them from wall_s."""
+
+    def __init__(self, wall_s=CLOCK0):
+        self.now = 0
+        self.wall_s = wall_s
+
+    def ticks_ms(self):
+        return self.now
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def time(self):
+        return self.wall_s + self.now // 1000
+
+
+class FakeLink:
+    """The board's link: bytes to read in rx, waits that let the clock run to the deadline."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.rx = bytearray()
+        self.at = 0
+        self.written = 0
+
+    def read_byte(self):
+        if self.at < len(self.rx):
+            self.at += 1
+            return self.rx[self.at - 1]
+        return -1
+
+    def wait(self, timeout_ms):
+        if timeout_ms > 0:
+            self.clock.now += timeout_ms  # the loop sleeps until its next deadline
+        return False
+
+    def write(self, data):
+        self.written += len(data)
+
+    def close(self):
+        pass
+
+
+class FakeBoard:
+    """firmware/board.Board's surface for a Loop, on fakes. fs outlives a board: a reboot is a
+    new FakeBoard on the same fs."""
+
+    def __init__(self, fs=None, wall_s=CLOCK0, clock=None):
+        from firmware.core.store import MemoryFS
+
+        self.clock = clock if clock is not None else FakeClock(wall_s)
+        self.link = FakeLink(self.clock)
+        self.stepper = FakeStepper()
+        self.ports = FakePorts()
+        self.buzzer = FakeBuzzer()
+        self.fs = fs if fs is not None else MemoryFS()
+
+    def unique_id(self):
+        return BOARD_ID
+
+    def battery_mv(self):
+        return 3900
+
+    def reset_cause(self):
+        return 1
+
+    def random_bytes(self, n):
+        return bytes(n)
+
+    def start_watchdog(self):
+        pass
+
+    def feed(self):
+        pass
+
+    def reboot_to_repl(self):
+        pass
