@@ -132,3 +132,33 @@ def test_label_5_5_battery_alarms_replacement_then_end_of_service():
     assert _on(t, m.ALARM_BATTERY_END) and t.alarms.tone(t.pump.clock_s()) == 2
     t.battery(3_900)
     assert not t.alarms.active, "a new battery clears both"
+
+
+def test_a_blocked_motor_waits_for_its_retry_even_when_the_blockage_clears():
+    t, lock, inp = _lock()
+    inp.pressure = config.PRESSURE_LIMIT_RAW + 1
+    lock.update(inp)
+    inp.pressure = 6000
+    kit.advance(t, (config.OCCLUSION_RETRY_S - 1) * 1000)
+    lock.update(inp)
+    assert t.pump.blocked, "cleared, but the retry is not due: still stopped"
+    kit.advance(t, 1000)
+    lock.update(inp)
+    assert not t.pump.blocked, "the retry"
+
+
+def test_label_5_4_a_cap_violation_stays_until_acknowledged_and_the_needle_is_out():
+    t, lock, inp = _lock()
+    inp.needle_cap = True
+    lock.update(inp)
+    inp.needle_cap = False
+    lock.update(inp)
+    assert _on(t, m.ALARM_CAP_VIOLATION), "the needle is out, but nobody acknowledged"
+    inp.needle_cap = True
+    t.alarm_ack(m.ALARM_CAP_VIOLATION)
+    t.cap_begin(600)  # a session opened afterwards does not excuse the violation
+    lock.update(inp)
+    assert _on(t, m.ALARM_CAP_VIOLATION), "the needle is still in"
+    inp.needle_cap = False
+    lock.update(inp)
+    assert not _on(t, m.ALARM_CAP_VIOLATION)

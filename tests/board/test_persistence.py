@@ -530,6 +530,35 @@ def test_snapshot_refuses_what_it_cannot_read():
     assert t.steps == FLEX_B, "loaded"
 
 
+def test_snapshot_of_another_window_size_is_refused_whole():
+    # A record of the same format from a build whose 24 h windows have another number of
+    # buckets is whole and self-consistent, but not this build's: refused, nothing put back.
+    for window in ("dose", "peak"):
+        t = _busy_flex()
+        ring = t.pump.window.ng if window == "dose" else t.in_force.v
+        ring.pop()
+        data = snapshot.dump(t)
+        fresh = bare()
+        before = (fresh.program(), fresh.pump.volume_nl, list(fresh.pump.window.ng))
+        try:
+            snapshot.load(fresh, data, CLOCK0)
+        except ValueError:
+            after = (fresh.program(), fresh.pump.volume_nl, list(fresh.pump.window.ng))
+            assert after == before, "%s window: something was put back" % window
+            continue
+        raise AssertionError("a %s window of another size loaded" % window)
+
+
+def test_store_ignores_a_whole_record_of_another_kind():
+    fs = MemoryFS()
+    st = Store(fs, "rec")
+    st.save(b"ours")
+    body = b"theirs"
+    rec = struct.pack("<4sIH", b"XXXX", 9, len(body)) + body
+    fs.files["rec.a"] = rec + struct.pack("<I", binascii.crc32(rec))  # a valid CRC
+    assert Store(fs, "rec").load() == b"ours", "another magic is not one of ours"
+
+
 # -- the label's rules across a reset --------------------------------------------------------
 
 

@@ -142,3 +142,11 @@ def test_resume_holds_the_ceiling():
     assert t.mode == m.MODE_STOPPED
     _run(t, DAY)
     assert t.resume()[0] == m.MODE_CONTINUOUS
+
+
+def test_no_concentration_of_0_even_confirmed():
+    t = kit.ready()
+    t.refill_begin()
+    e = kit.refused(t.refill_commit, 0, 1_000_000, m.DRUG_BACLOFEN, 0, 0,
+                    m.CONFIRM_CUSTOM_CONCENTRATION)
+    assert (e.code, e.rule) == (m.ERR_OUT_OF_RANGE, m.RULE_CONCENTRATION), (e.code, e.rule)
