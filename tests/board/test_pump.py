@@ -35,16 +35,6 @@ def _pump(volume_nl=CAPACITY_NL, concentration=500, catch_up=ALL_DUE):
     return p
 
 
-def _run(p, ms, chunk=60_000):
-    """Let ms pass in chunks; return the steps made."""
-    steps = 0
-    while ms > 0:
-        d = chunk if ms > chunk else ms
-        steps += p.advance(d)
-        ms -= d
-    return steps
-
-
 def _next_step(p, limit_ms=DAY_MS):
     """Advance to the next step (jumping deadlines); return (ms waited, steps made)."""
     waited = 0
@@ -97,7 +87,7 @@ def test_run_dose_steps_at_the_dose_interval():
     assert p.advance(DAY_MS) == 6400, "a day at 1.6 mL/day = 6400 steps"
 
 
-def test_reprogramming_keeps_the_part_of_a_step_already_run():
+def test_reprogramming_keeps_the_part_of_a_step_alreadyadvance():
     # From a stop the first step is a full interval away; from another rate the fraction of
     # a step still to run carries over (frequent changes must not deliver nothing).
     p = _pump()
@@ -142,7 +132,7 @@ def test_step_times_never_early_never_a_ms_late():
 def test_no_drift_over_ten_days_of_minute_wakes():
     p = _pump()
     p.run_dose(412_500)
-    assert _run(p, 10 * DAY_MS) == 33_000, "10 days: 33000 steps"
+    assert advance(p, 10 * DAY_MS) == 33_000, "10 days: 33000 steps"
     assert p.delivered_ng() == 10 * 412_500, "the dose, exactly: %d" % p.delivered_ng()
     assert p.ms_until_next() == 26_182, "the next step a whole interval on (ceil)"
 
@@ -154,18 +144,18 @@ def test_run_volume_is_an_exact_volume_run_dose_an_exact_dose():
         p.run_volume(48_000)
         assert p.basal_nl_day == 48_000, "the volume rate shown as is"
         assert p.ms_until_next() == 450_000, "192 steps a day: %d" % p.ms_until_next()
-        assert _run(p, DAY_MS) == 192, "48 uL/day at %d mcg/mL" % conc
+        assert advance(p, DAY_MS) == 192, "48 uL/day at %d mcg/mL" % conc
     # run_dose: the dose's exact rate; nL/day is only its rounded display. 1 mcg/day at
     # 3 mcg/mL is 333333.3 nL/day: 3 days are 4000 steps and exactly 3 mcg ...
     p = _pump(concentration=3)
     p.run_dose(1000)
     assert p.basal_nl_day == 333_333, "rounded display: %d" % p.basal_nl_day
-    assert _run(p, 3 * DAY_MS) == 4000, "3 days of 1 mcg/day at 3 mcg/mL"
+    assert advance(p, 3 * DAY_MS) == 4000, "3 days of 1 mcg/day at 3 mcg/mL"
     assert p.delivered_ng() == 3000, "exactly the dose: %d ng" % p.delivered_ng()
     # ... while the rounded volume, run as a volume, falls short of the 4000th step.
     p = _pump(concentration=3)
     p.run_volume(333_333)
-    assert _run(p, 3 * DAY_MS) == 3999, "333333 nL/day for 3 days: 999999 nL"
+    assert advance(p, 3 * DAY_MS) == 3999, "333333 nL/day for 3 days: 999999 nL"
     # The display rounds to the nearest nL.
     for dose, conc, shown in ((1001, 3, 333_667), (412_500, 2000, 206_250),
                               (400_000, 500, 800_000), (1000, 7, 142_857)):
@@ -177,14 +167,14 @@ def test_run_volume_is_an_exact_volume_run_dose_an_exact_dose():
     for conc, per_day in ((500, 3200), (1000, 1600), (2000, 800)):
         p = _pump(concentration=conc)
         p.run_dose(400_000)
-        assert _run(p, DAY_MS) == per_day, "400 mcg/day at %d mcg/mL" % conc
+        assert advance(p, DAY_MS) == per_day, "400 mcg/day at %d mcg/mL" % conc
 
 
 def test_halt_stops_basal_and_bolus():
     p = _pump()
     p.run_dose(400_000)
     p.start_bolus(100, 100_000)
-    assert _run(p, 30_000, 1000) == 31, "30 bolus steps and one basal step"
+    assert advance(p, 30_000, 1000) == 31, "30 bolus steps and one basal step"
     p.halt()
     assert p.basal_nl_day == 0 and p.bolus_steps == 0, "nothing runs"
     assert p.ms_until_next() == -1, "no deadline"
@@ -210,7 +200,7 @@ def test_bolus_steps_on_top_of_basal():
     assert p.delivered_steps == 41 and p.volume_nl == CAPACITY_NL - 41 * 250, "41 steps out"
     assert p.delivered_ng() == 41 * 125, "bolus and basal counted alike"
     assert p.ms_until_next() == 14_000, "then the basal alone: %d" % p.ms_until_next()
-    assert _run(p, 60_000, 1000) == 2, "at 54 and 81 s"
+    assert advance(p, 60_000, 1000) == 2, "at 54 and 81 s"
 
 
 def test_bolus_interval_is_exact_over_its_duration():
@@ -266,7 +256,7 @@ def test_a_stall_longer_than_the_bolus_still_delivers_all_of_it():
     p = _pump(catch_up=config.MAX_CATCH_UP_STEPS)
     p.start_bolus(20, 20_000)
     assert p.advance(100_000) == config.MAX_CATCH_UP_STEPS, "capped"
-    n = _run(p, 60_000, 1000)
+    n = advance(p, 60_000, 1000)
     assert n == 16 and p.bolus_done_steps == 20, "the rest, one a second: %d" % n
     assert p.ms_until_next() == -1, "then nothing"
 
@@ -473,16 +463,16 @@ def test_window_sums_the_last_24_hours():
 def test_window_forgets_after_a_day_and_a_quarter_hour():
     p = _pump()
     p.run_dose(400_000)
-    _run(p, 48 * 3_600_000)
+    advance(p, 48 * 3_600_000)
     p.halt()
-    _run(p, DAY_MS)  # the window's oldest bucket still holds the last minute's steps
+    advance(p, DAY_MS)  # the window's oldest bucket still holds the last minute's steps
     assert p.window.total_ng() == 3 * 125, "steps at 172746, 172773, 172800 s: %d" % (
         p.window.total_ng())
-    _run(p, BUCKET_S * 1000)
+    advance(p, BUCKET_S * 1000)
     assert p.window.total_ng() == 0, "gone: %d" % p.window.total_ng()
     # And after a sleep of many days in one advance (every bucket is emptied at once).
     p.run_dose(400_000)
-    _run(p, 3_600_000)
+    advance(p, 3_600_000)
     assert p.window.total_ng() == 133 * 125, "an hour: %d" % p.window.total_ng()
     p.halt()
     p.advance(30 * DAY_MS)
@@ -493,7 +483,7 @@ def test_window_counts_boluses_and_sub_ng_remainders():
     p = _pump(concentration=3)  # 750 pg a step
     p.run_dose(1000)  # a step every 64.8 s
     p.start_bolus(100, 100_000)
-    _run(p, 3_600_000)
+    advance(p, 3_600_000)
     assert p.delivered_steps == 100 + 55, "100 bolus and 55 basal steps: %d" % (
         p.delivered_steps)
     assert p.delivered_ng() == 155 * 750 // 1000, "116 ng: %d" % p.delivered_ng()

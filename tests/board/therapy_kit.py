@@ -50,7 +50,8 @@ def running(daily_ng=100_000, **kw):
 
 
 def advance(t, ms, chunk=60_000):
-    """Let ms pass in chunks (as the loop would wake); return the steps made."""
+    """Let ms pass in chunks (as the loop would wake) on a therapy or a bare pump; return the
+    steps made."""
     steps = 0
     while ms > 0:
         d = chunk if ms > chunk else ms
