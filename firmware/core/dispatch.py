@@ -69,9 +69,6 @@ class Dispatcher:
             m.GET_ALARMS: t.alarm_state,
         }
 
-    def record(self, event, a=0, b=0, c=0):
-        self.therapy.record(event, a, b, c)
-
     def handle(self, mtype, values, role=0):
         """Answer a valid, admitted request from `role`: (response type, response values)."""
         self.therapy.role = role

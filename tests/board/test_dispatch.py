@@ -852,7 +852,7 @@ def test_read_log_pages():
     t = ready(log_size=8)  # the profile and the refill: 3 events
     d = dispatcher(t)
     for i in range(20):
-        d.record(m.EV_BOOT, i, -i, 1000 + i)
+        d.therapy.record(m.EV_BOOT, i, -i, 1000 + i)
         advance(t, 1000)
     total = 23
     assert t.log.total == total and t.log.oldest() == total - 8, "8 held"
@@ -887,6 +887,6 @@ def test_read_log_pages():
     assert t.log.total == total, "reading logs nothing"
     # More events push the oldest out while paging: the next page starts at the oldest held.
     for i in range(10):
-        d.record(m.EV_BOOT, 100 + i)
+        d.therapy.record(m.EV_BOOT, 100 + i)
     page = _ok(d, m.READ_LOG, (18, 2))
     assert page["oldest"] == 25 and [e[0] for e in page["events"]] == [25, 26], "%r" % (page,)
