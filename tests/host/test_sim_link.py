@@ -25,3 +25,26 @@ def test_each_answer_goes_to_the_client_that_sent_its_sequence_number() -> None:
     link.send(hc.encode("ALARM", 0, {"alarm": "low_reservoir", "active": 1, "time_s": 0,
                                      "alarms": ["low_reservoir"]}))
     assert got == {"a": [1001, 0, 0], "b": [2001, 0, 0]}  # events (seq 0) go to everyone
+
+
+def test_at_speed_the_watchdog_does_not_bite_a_busy_but_healthy_loop() -> None:
+    # At x N speeds virtual time also runs while CPython computes a turn of the firmware; the
+    # simulated watchdog must not take that for a hang (make demo once reset every ~20 min).
+    import time
+
+    from hil.launcher import SimProcess
+    from hil.suites.kit import prepare
+
+    with SimProcess("8640") as sim:
+        with sim.client() as pump:
+            prepare(pump)
+            pump.set_continuous("400")
+            for _ in range(40):  # about a simulated day of busy requests
+                pump.status()
+                time.sleep(0.2)
+        rig = sim.rig()
+        try:
+            boot = rig.boot()
+        finally:
+            rig.close()
+    assert (boot["boots"], boot["reset_cause"]) == (1, 1), boot
