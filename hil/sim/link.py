@@ -65,6 +65,9 @@ class VirtualLink:
         self.bytes_in = 0
         self.rx_dropped = 0
         self.bytes_out = 0
+        # Called with each frame the firmware sends (cond held): the simulator's hands on the
+        # plant where a person's would be (simulator.py: a refill fills the syringe).
+        self.on_frame: Callable[[bytes], None] | None = None
 
     # -- the outside ----------------------------------------------------------------------
 
@@ -127,6 +130,8 @@ class VirtualLink:
         """A frame from the firmware (it writes one frame per call)."""
         with self.cond:
             self.bytes_out += len(data)
+            if self.on_frame is not None:
+                self.on_frame(data)
             owner = self._owner.get(_seq_of(data.rstrip(b"\x00")) or -1)
             if owner in self._sinks:
                 targets = [self._sinks[owner]]

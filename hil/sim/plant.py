@@ -1,8 +1,8 @@
 """The physical model behind the firmware's pins: a syringe on a lead screw driven by a
 step/dir stepper, a downstream pressure sensor, the two valves and the needle detectors of
 the refill septum and the catheter access port. Wired through the same pin map the firmware
-uses (firmware/config.py). (The syringe is not refilled by a refill session yet: it starts
-full.)"""
+uses (firmware/config.py). The syringe starts full; a refill the pump accepts sets it to the
+volume filled (simulator.py)."""
 
 from __future__ import annotations
 

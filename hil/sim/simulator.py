@@ -12,10 +12,13 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
+from cobs import cobs
+
 from hil.sim import fakes_state
 from hil.sim.clock import MANUAL, VirtualClock
 from hil.sim.link import VirtualLink
 from hil.sim.plant import Plant
+from protocol.messages import REFILL_DONE
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE_MAIN = REPO / "firmware" / "main.py"
@@ -59,6 +62,7 @@ class Simulator:
                               for name in FAKES}
         self.config = self._import_firmware()
         self.plant = Plant(self.config)
+        self.link.on_frame = self._refilled
 
     def _import_firmware(self) -> ModuleType:
         """(Re)import the board-side modules with the fakes where MicroPython's modules go."""
@@ -101,6 +105,17 @@ class Simulator:
                 print("firmware crashed:\n" + self.crash_text, file=sys.stderr, flush=True)
                 self.stopped.set()
                 return
+
+    def _refilled(self, data: bytes) -> None:
+        """The pump accepted a refill (REFILL_DONE): the clinician's syringe put exactly that
+        volume into the reservoir, so the plant's syringe holds it too. (A rig with a real
+        syringe does this by hand; the simulator has no hands.)"""
+        try:
+            frame = cobs.decode(data.rstrip(b"\x00"))
+        except cobs.DecodeError:
+            return
+        if len(frame) >= 9 and frame[1] == REFILL_DONE:
+            self.plant.volume_nl = int.from_bytes(frame[5:9], "little")
 
     def wdt_deadline(self) -> int | None:
         """When the watchdog resets the firmware if it is not fed (cond held)."""

@@ -68,3 +68,21 @@ def test_an_occlusion_alarms_and_clears_without_a_bolus(pump: PumpClient, rig: R
     rig.advance(HOUR_MS)
     made = rig.plant()["steps"] - steps
     assert made <= 2_000_000 // 250 // 24 + 1, f"{made} steps in the hour after it cleared"
+
+
+@pytest.mark.hil
+@pytest.mark.rig("time_control", "delivered_volume")
+def test_the_syringe_holds_what_each_refill_put_in(pump: PumpClient, rig: Rig) -> None:
+    # Three fills of 2 mL at 1 mL/day (2000 mcg/day at 2000 mcg/mL): before each refill and
+    # after it the simulated syringe holds what the pump counts, so no end stop is taken for
+    # an occlusion on a long run with refills.
+    prepare(pump, concentration=2000, fill_ml="2", ceiling_mcg_day="5000")
+    pump.set_continuous("2000", confirm=["high_dose"])
+    for _ in range(3):
+        rig.advance(36 * HOUR_MS)  # 1.5 mL of the 2
+        s = pump.status()
+        assert rig.plant()["reservoir_nl"] == s.reservoir_ul * 1000, "syringe vs account"
+        done = pump.refill("2", 2000, drained_ml=s.reservoir_ul / 1000,
+                           concentration_again=2000)
+        assert rig.plant()["reservoir_nl"] == done.reservoir_ml * 1_000_000
+    assert "occlusion" not in pump.alarm_state().alarms
