@@ -43,7 +43,7 @@ class Loop:
         cause = board.reset_cause()
         self.therapy.record(m.EV_BOOT, cause)
         if cause == WDT_RESET:
-            self.therapy._alarm(m.ALARM_WATCHDOG_RESET, True)
+            self.therapy.set_alarm(m.ALARM_WATCHDOG_RESET, True)
         self.flush_due = config.FLUSH_S * 1000
         self.therapy.battery(board.battery_mv())
         self.battery_due = BATTERY_READ_MS
@@ -72,12 +72,12 @@ class Loop:
         raw = self.state_store.load()
         if raw is None:
             if self.state_store.corrupt:
-                t._alarm(m.ALARM_CONFIG_CRC, True)
+                t.set_alarm(m.ALARM_CONFIG_CRC, True)
             return
         try:
             gap = snapshot.load(t, raw, time.time())
         except ValueError:  # a layout this firmware cannot read: nothing was put back
-            t._alarm(m.ALARM_CONFIG_CRC, True)
+            t.set_alarm(m.ALARM_CONFIG_CRC, True)
             return
         t.restart(gap, self.state_store.corrupt)
 

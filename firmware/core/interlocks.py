@@ -48,13 +48,13 @@ class Interlocks:
             self.backoff = self.backoff_steps
             self.retry_up = up + self.retry_s
             self.stalls += 1
-            t._alarm(m.ALARM_OCCLUSION, True)
+            t.set_alarm(m.ALARM_OCCLUSION, True)
         elif p.blocked and up >= self.retry_up:
             if blocked:
                 self.retry_up = up + self.retry_s
             else:  # the motor runs again: steps missed meanwhile are not made up
                 p.blocked = False
-                t._alarm(m.ALARM_OCCLUSION, False)
+                t.set_alarm(m.ALARM_OCCLUSION, False)
 
     def _port(self, alarm, needle, session_open):
         """A needle outside its session raises the alarm; it stays until the needle is out
@@ -63,6 +63,6 @@ class Interlocks:
         bit = 1 << (alarm - 1)
         if needle and not session_open:
             if not a.active & bit:
-                self.t._alarm(alarm, True)
+                self.t.set_alarm(alarm, True)
         elif a.active & bit and not needle and not a.unacked & bit:
-            self.t._alarm(alarm, False)
+            self.t.set_alarm(alarm, False)

@@ -258,7 +258,7 @@ class Therapy:
         base = self.refill_base_ng if self.refill_base_ng else old
         if new >= base * (100 + pct) // 100 or recent >= ESCALATION_COUNT:
             self.record(m.EV_ESCALATION, new, old, recent)
-            self._alarm(m.ALARM_ESCALATION, True)
+            self.set_alarm(m.ALARM_ESCALATION, True)
 
     def _note_dose(self, daily_ng):
         self.daily_ng = daily_ng
@@ -621,7 +621,8 @@ class Therapy:
 
     # -- alarms ------------------------------------------------------------------------------
 
-    def _alarm(self, alarm, on):
+    def set_alarm(self, alarm, on):
+        """Raise (on) or clear an alarm; a change is logged and queued as an ALARM event."""
         if self.alarms.set(alarm, on):
             self.record(m.EV_ALARM, alarm, 1 if on else 0)
 
@@ -630,8 +631,8 @@ class Therapy:
         reading of 0 is a board without the divider: no alarm.)"""
         self.pump.battery_mv = mv
         if mv:
-            self._alarm(m.ALARM_BATTERY_REPLACE, mv < self.battery_replace_mv)
-            self._alarm(m.ALARM_BATTERY_END, mv < self.battery_end_mv)
+            self.set_alarm(m.ALARM_BATTERY_REPLACE, mv < self.battery_replace_mv)
+            self.set_alarm(m.ALARM_BATTERY_END, mv < self.battery_end_mv)
 
     def alarm_state(self):
         a = self.alarms
@@ -648,7 +649,7 @@ class Therapy:
             rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "that alarm is not active")
         self.alarms.ack(alarm)
         if alarm == m.ALARM_ESCALATION:  # a notice: acknowledged means seen and handled
-            self._alarm(alarm, False)
+            self.set_alarm(alarm, False)
         # (a needle alarm clears once acknowledged and the needle is out: interlocks.py)
         self.record(m.EV_ALARM_ACK, alarm)
         return self.alarm_state()
@@ -704,9 +705,9 @@ class Therapy:
         if self.cap_end_up and up >= self.cap_end_up:
             self.cap_end(True)
         if p.concentration:
-            self._alarm(m.ALARM_LOW_RESERVOIR, p.volume_nl <= self.low_nl)
-            self._alarm(m.ALARM_RESERVOIR_EMPTY, p.volume_nl < p.step_nl)
-            self._alarm(m.ALARM_REFILL_DUE, 0 <= self.refill_due_up <= up)
+            self.set_alarm(m.ALARM_LOW_RESERVOIR, p.volume_nl <= self.low_nl)
+            self.set_alarm(m.ALARM_RESERVOIR_EMPTY, p.volume_nl < p.step_nl)
+            self.set_alarm(m.ALARM_REFILL_DUE, 0 <= self.refill_due_up <= up)
         self.role = role
         return steps
 
