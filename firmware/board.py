@@ -8,8 +8,9 @@ import time
 
 import machine
 import micropython
+import rp2
 
-from firmware import config
+from firmware import config, pio
 from firmware.core.store import FileFS
 
 
@@ -65,23 +66,24 @@ class UartLink(UsbLink):
 
 
 class Stepper:
+    """The step/dir driver. The pulses come from a PIO state machine (firmware/pio.py): their
+    width and spacing do not depend on what the loop is doing."""
+
     def __init__(self):
-        self._step = machine.Pin(config.PIN_STEP, machine.Pin.OUT, value=0)
+        step = machine.Pin(config.PIN_STEP, machine.Pin.OUT, value=0)
         self._dir = machine.Pin(config.PIN_DIR, machine.Pin.OUT, value=config.DIR_DELIVER)
         self._enable = machine.Pin(config.PIN_ENABLE, machine.Pin.OUT, value=1)
+        self._sm = rp2.StateMachine(0, pio.step_pulses, freq=pio.PIO_HZ, set_base=step)
+        self._sm.active(1)
 
     def step(self, n, back=False):
-        """Make n delivery steps (back: draw the plunger back n steps). Pulses are timed by
-        sleep_us here; a PIO program replaces this when step timing must be bounded
-        independent of the loop."""
+        """Make n delivery steps (back: draw the plunger back n steps), then release the
+        driver (the lead screw holds the plunger)."""
         self._dir.value(1 - config.DIR_DELIVER if back else config.DIR_DELIVER)
         self._enable.value(0)
-        for _ in range(n):
-            self._step.value(1)
-            time.sleep_us(config.STEP_PULSE_US)
-            self._step.value(0)
-            time.sleep_us(config.STEP_PULSE_US)
-        self._enable.value(1)  # hold no current between steps: the lead screw holds
+        self._sm.put(n - 1)
+        time.sleep_us(n * pio.PERIOD_US)  # the PIO makes them; the driver stays on meanwhile
+        self._enable.value(1)
 
 
 class Ports:

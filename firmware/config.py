@@ -31,7 +31,6 @@ PIN_UART_TX = 0
 PIN_UART_RX = 1
 
 DIR_DELIVER = 1  # level of PIN_DIR that drives the plunger towards the outlet
-STEP_PULSE_US = 2  # step pulse width (A4988 needs >= 1 us)
 
 # Plant
 STEP_NL = 250  # volume per motor step (lead screw pitch x syringe bore / steps per turn)

@@ -36,7 +36,9 @@ def test_a_reset_resumes_the_program(pump: PumpClient, rig: Rig) -> None:
     at = events.index("restored")
     assert events[at - 1 : at + 2] == ["program", "restored", "boot"], events
     restored = pump.events()[at]
-    assert (restored.a, restored.b) == (0, 1), "no time lost (the clock ran on); continuous"
+    # The clock ran on through the reset: the gap is the time since the last save, at most
+    # one flush interval (10 min); the mode restored is continuous.
+    assert 0 <= restored.a <= 600 and restored.b == 1, (restored.a, restored.b)
 
 
 @pytest.mark.hil
