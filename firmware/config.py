@@ -34,7 +34,8 @@ DIR_DELIVER = 1  # level of PIN_DIR that drives the plunger towards the outlet
 
 # Plant
 STEP_NL = 250  # volume per motor step (lead screw pitch x syringe bore / steps per turn)
-RESERVOIR_NL = 20_000_000  # 20 mL model
+RESERVOIR_ML = 20  # the pump model: a 20 mL or a 40 mL reservoir (the syringe on the rig)
+RESERVOIR_NL = RESERVOIR_ML * 1_000_000
 MAX_RATE_NL_DAY = 24_000_000  # the mechanism's top continuous rate: 1 mL/h
 
 # When the loop falls behind (a long frame burst, a slow flash write), at most this many

@@ -36,8 +36,8 @@ class Rig(Protocol):
         """Boots of the pump's board and the last reset cause (capability "hang")."""
         ...
 
-    def inputs(self, **state: bool) -> None:
-        """A needle in a port, a blocked catheter (capability "ports")."""
+    def inputs(self, **state: bool | int) -> None:
+        """A needle in a port, a blocked catheter, the battery (capability "ports")."""
         ...
 
     def close(self) -> None: ...
@@ -85,8 +85,9 @@ class SimRig:
         """Stop the firmware's loop (as a bug would): only the watchdog brings it back."""
         self.call("hang")
 
-    def inputs(self, **state: bool) -> None:
-        """needle_septum, needle_cap, occluded: a needle in a port, a blocked catheter."""
+    def inputs(self, **state: bool | int) -> None:
+        """needle_septum, needle_cap, occluded: a needle in a port, a blocked catheter;
+        battery_mv: the battery's voltage."""
         self.call("inputs", **state)
 
     def boot(self) -> dict[str, Any]:

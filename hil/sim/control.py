@@ -1,9 +1,10 @@
 """The rig's control channel on the simulator: JSON lines over TCP.
 
 Requests: {"cmd": "ping"}, {"cmd": "now"}, {"cmd": "advance", "ms": N}, {"cmd": "plant"},
-{"cmd": "inputs", "needle_septum"|"needle_cap"|"occluded": bool} (what the rig does to
-the plant), {"cmd": "reset"} (the reset button), {"cmd": "hang"} (the firmware's loop stops:
-the watchdog must act), {"cmd": "boot"} (boots and the last reset cause), {"cmd": "quit"}.
+{"cmd": "inputs", "needle_septum"|"needle_cap"|"occluded": bool, "battery_mv": int} (what
+the rig does to the plant), {"cmd": "reset"} (the reset button), {"cmd": "hang"} (the
+firmware's loop stops: the watchdog must act), {"cmd": "boot"} (boots and the last reset
+cause), {"cmd": "quit"}.
 Each gets one line back: {"ok": true, ...} or {"ok": false, "error": "..."}.
 """
 
@@ -67,7 +68,7 @@ class ControlServer:
         if cmd == "inputs":
             with sim.cond:
                 sim.plant.set_inputs(req.get("needle_septum"), req.get("needle_cap"),
-                                     req.get("occluded"))
+                                     req.get("occluded"), req.get("battery_mv"))
             return {"ok": True}
         if cmd == "hang":
             sim.hang()

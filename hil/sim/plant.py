@@ -24,6 +24,7 @@ class PlantState:
     needle_septum: bool
     needle_cap: bool
     buzzer_hz: int
+    buzzer_tones: list[int]
 
 
 PRESSURE_REST = 6_000  # raw ADC reading of the downstream pressure with the catheter open
@@ -47,9 +48,14 @@ class Plant:
         }
         self.occluded = False  # the catheter blocked: the plunger cannot push
         self.tones: dict[int | str, int] = {}  # PWM outputs: the frequency sounding, 0 quiet
+        self.heard: dict[int | str, set[int]] = {}  # the tones of each since it last fell quiet
 
     def pwm(self, pin: int | str, hz: int) -> None:
         self.tones[pin] = hz
+        if hz:
+            self.heard.setdefault(pin, set()).add(hz)
+        else:
+            self.heard[pin] = set()
 
     def pin_written(self, pin: int | str, level: int) -> None:
         before = self.levels.get(pin, 0)
@@ -68,9 +74,13 @@ class Plant:
         return self.adc_values.get(pin, 0)
 
     def set_inputs(self, needle_septum: bool | None = None, needle_cap: bool | None = None,
-                   occluded: bool | None = None) -> None:
-        """What the rig does to the plant: a needle in a port, a blocked catheter."""
+                   occluded: bool | None = None, battery_mv: int | None = None) -> None:
+        """What the rig does to the plant: a needle in a port, a blocked catheter, the
+        battery's voltage."""
         cfg = self.cfg
+        if battery_mv is not None:  # through the divider to a 3.3 V, 16-bit ADC
+            raw = battery_mv * 65535 // (3300 * cfg.BATTERY_DIVIDER)
+            self.adc_values[cfg.PIN_BATTERY_ADC] = min(65535, raw + 1)
         if needle_septum is not None:
             self.levels[cfg.PIN_NEEDLE_SEPTUM] = 0 if needle_septum else 1  # active low
         if needle_cap is not None:
@@ -114,4 +124,5 @@ class Plant:
             needle_septum=self.levels.get(self.cfg.PIN_NEEDLE_SEPTUM, 1) == 0,
             needle_cap=self.levels.get(self.cfg.PIN_NEEDLE_CAP, 1) == 0,
             buzzer_hz=self.tones.get(self.cfg.PIN_BUZZER, 0),
+            buzzer_tones=sorted(self.heard.get(self.cfg.PIN_BUZZER, set())),
         )

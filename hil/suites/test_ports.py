@@ -36,6 +36,7 @@ def test_valves_follow_the_sessions_and_a_cap_needle_alarms(pump: PumpClient,
     assert "cap_violation" in state.alarms and "cap_violation" in state.unacknowledged
     assert rig.plant()["cap_valve"] == 0, "the CAP stays closed"
     assert rig.plant()["buzzer_hz"] > 0, "the buzzer sounds"
+    assert len(rig.plant()["buzzer_tones"]) == 2, "critical: two tones in turn"
     pump.alarm_ack("cap_violation")
     rig.advance(6000)
     assert rig.plant()["buzzer_hz"] == 0, "acknowledged: quiet"
@@ -86,3 +87,32 @@ def test_the_syringe_holds_what_each_refill_put_in(pump: PumpClient, rig: Rig) -
                            concentration_again=2000)
         assert rig.plant()["reservoir_nl"] == done.reservoir_ml * 1_000_000
     assert "occlusion" not in pump.alarm_state().alarms
+
+
+@pytest.mark.hil
+@pytest.mark.rig("time_control", "ports")
+def test_a_non_critical_alarm_sounds_one_tone(pump: PumpClient, rig: Rig) -> None:
+    prepare(pump)
+    pump.set_continuous("400")
+    rig.inputs(needle_septum=True)  # a needle in the septum with no refill session
+    rig.advance(6000)
+    assert "septum_needle" in pump.alarm_state().alarms
+    assert len(rig.plant()["buzzer_tones"]) == 1, rig.plant()
+
+
+@pytest.mark.hil
+@pytest.mark.rig("time_control", "ports")
+def test_battery_replacement_then_end_of_service(pump: PumpClient, rig: Rig) -> None:
+    # Label 5.5: the end of the battery is a cause of abrupt withdrawal; the pump warns first.
+    prepare(pump)
+    pump.set_continuous("400")
+    rig.inputs(battery_mv=3400)
+    rig.advance(61_000)  # the battery is read each minute
+    s = pump.status()
+    assert "battery_replace" in s.alarms and "battery_end" not in s.alarms, s.alarms
+    assert len(rig.plant()["buzzer_tones"]) == 1, "non-critical: one tone"
+    rig.inputs(battery_mv=3200)
+    rig.advance(61_000)
+    assert "battery_end" in pump.status().alarms
+    assert len(rig.plant()["buzzer_tones"]) == 2, "end of service is critical"
+    assert pump.status().mode == "continuous", "the pump keeps delivering meanwhile"

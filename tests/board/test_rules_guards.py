@@ -150,3 +150,18 @@ def test_no_concentration_of_0_even_confirmed():
     e = kit.refused(t.refill_commit, 0, 1_000_000, m.DRUG_BACLOFEN, 0, 0,
                     m.CONFIRM_CUSTOM_CONCENTRATION)
     assert (e.code, e.rule) == (m.ERR_OUT_OF_RANGE, m.RULE_CONCENTRATION), (e.code, e.rule)
+
+
+def test_a_40_ml_model_takes_a_40_ml_fill_and_no_more():
+    # Label 5.1, the refill: never over the reservoir's capacity, whichever model the pump is.
+    from firmware.core.eventlog import EventLog
+    from firmware.core.pump import Pump
+    from firmware.core.therapy import Therapy
+
+    p = Pump(kit.STEP_NL, 40_000_000, 0, config.MAX_RATE_NL_DAY, kit.CLOCK0)
+    t = Therapy(p, EventLog(16), config)
+    t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0)
+    t.refill_begin()
+    e = kit.refused(t.refill_commit, 0, 40_000_001, m.DRUG_BACLOFEN, 500, 500, 0)
+    assert (e.code, e.rule, e.allowed) == (m.ERR_LIMIT, m.RULE_OVERFILL, 40_000_000)
+    assert t.refill_commit(0, 40_000_000, m.DRUG_BACLOFEN, 500, 500, 0)[0] == 40_000_000

@@ -112,7 +112,8 @@ class PWM:
 
 
 class Timer:
-    """machine.Timer: kept, not run (the buzzer's two-tone alternation is not simulated)."""
+    """machine.Timer. Virtual time does not drive it; a periodic timer's callback runs twice
+    when it starts, so that what it alternates (the buzzer's two tones) is heard once each."""
 
     ONE_SHOT = 0
     PERIODIC = 1
@@ -122,6 +123,9 @@ class Timer:
 
     def init(self, mode: int = PERIODIC, period: int = -1, callback=None, **kw) -> None:
         self.callback = callback
+        if callback is not None and mode == Timer.PERIODIC:
+            callback(self)
+            callback(self)
 
     def deinit(self) -> None:
         self.callback = None
