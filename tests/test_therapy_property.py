@@ -363,34 +363,25 @@ def _play(setup, script, check=True):
 # -- the properties ------------------------------------------------------------------------------
 
 
-@settings(
-    max_examples=400,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+def _examples(n):
+    """Hypothesis settings of these properties: n examples, reproducible, no deadline."""
+    return settings(max_examples=n, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@_examples(400)
 @given(setups, scripts(flex=False))
 def test_delivery_in_any_24_h_bounded_continuous_programs(setup, script):
     _play(setup, script)
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@_examples(150)
 @given(setups, scripts(flex=True))
 def test_delivery_in_any_24_h_bounded_with_flex_programs(setup, script):
     _play(setup, script)
 
 
-@settings(
-    max_examples=400,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@_examples(400)
 @given(setups, scripts(flex=True, pause=st.integers(0, 3 * 3600), max_size=40))
 def test_refused_command_changes_nothing(setup, script):
     # Each call checks it (Run.call): many short sequences, mostly commands.
