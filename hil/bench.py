@@ -45,7 +45,7 @@ def time_warp(days: int = 20) -> dict[str, float]:
         t0 = time.perf_counter()
         rig.advance(days * DAY_MS)
         real = time.perf_counter() - t0
-        steps = rig.plant()["steps"]
+        steps = rig.measure()["steps"]
         rig.close()
     return {"days": days, "steps": steps, "real_s": real, "warp": days * 86400 / real}
 

@@ -69,7 +69,7 @@ def main() -> int:
         with sim.client() as pump:
             counted = pump.status().delivered_ul
         rig = sim.rig()
-        plant = rig.plant()
+        plant = rig.measure()
         rig.close()
         moved = Decimal(plant["delivered_nl"]) / 1000
         verdict = "[green]they agree[/]" if moved == counted else "[red]MISMATCH[/]"

@@ -21,7 +21,7 @@ def ideal_nl(dose_mcg_day: Decimal, conc: int, ms: int) -> Decimal:
 
 
 @pytest.mark.hil
-@pytest.mark.rig("time_control", "delivered_volume")
+@pytest.mark.rig("delivered_volume", "time_control")
 @pytest.mark.parametrize(
     ("dose", "conc", "hours"),
     [
@@ -37,9 +37,9 @@ def test_continuous_delivery_matches_program(
     step_nl = pump.info().step_nl
     prepare(pump, concentration=conc)
     pump.set_continuous(dose)
-    start = rig.plant()["delivered_nl"]
+    start = rig.measure()["delivered_nl"]
     rig.advance(hours * HOUR_MS)
-    delivered = rig.plant()["delivered_nl"] - start
+    delivered = rig.measure()["delivered_nl"] - start
     ideal = ideal_nl(Decimal(dose), conc, hours * HOUR_MS)
     print(f"\n{dose} mcg/day at {conc} mcg/mL for {hours} h: delivered {delivered} nL, "
           f"ideal {ideal:.1f} nL, difference {delivered - ideal:+.1f} nL (step {step_nl} nL)")
@@ -49,7 +49,7 @@ def test_continuous_delivery_matches_program(
 
 
 @pytest.mark.hil
-@pytest.mark.rig("time_control", "delivered_volume")
+@pytest.mark.rig("delivered_volume", "time_control")
 def test_nothing_is_delivered_before_profile_refill_and_program(
     pump: PumpClient, rig: Rig
 ) -> None:
@@ -58,31 +58,31 @@ def test_nothing_is_delivered_before_profile_refill_and_program(
     assert refused.value.rule == "profile_required"
     prepare(pump)
     rig.advance(HOUR_MS)
-    assert rig.plant()["delivered_nl"] == 0  # filled, not programmed: nothing moves
+    assert rig.measure()["delivered_nl"] == 0  # filled, not programmed: nothing moves
     pump.set_continuous("400")
     rig.advance(HOUR_MS)
-    assert rig.plant()["delivered_nl"] > 0
+    assert rig.measure()["delivered_nl"] > 0
 
 
 @pytest.mark.hil
-@pytest.mark.rig("time_control", "delivered_volume")
+@pytest.mark.rig("delivered_volume", "time_control")
 def test_a_bolus_is_delivered_on_top_of_the_basal_rate(pump: PumpClient, rig: Rig) -> None:
     prepare(pump)
     pump.set_continuous("400")  # 800 uL/day: 27 s per step
-    start = rig.plant()["delivered_nl"]
+    start = rig.measure()["delivered_nl"]
     bolus = pump.bolus("50", 600)  # 50 mcg at 500 mcg/mL: 100 uL over 10 min
     assert (bolus.dose_mcg, bolus.volume_ul) == (Decimal(50), Decimal(100))
     rig.advance(HOUR_MS)
-    delivered = rig.plant()["delivered_nl"] - start
+    delivered = rig.measure()["delivered_nl"] - start
     basal = ideal_nl(Decimal(400), 500, HOUR_MS)
     assert 0 <= basal + 100_000 - delivered < pump.info().step_nl
     s = pump.status()
-    assert s.bolus == "none" and s.delivered_ul * 1000 == rig.plant()["delivered_nl"]
+    assert s.bolus == "none" and s.delivered_ul * 1000 == rig.measure()["delivered_nl"]
     assert [e.event for e in pump.events()][-2:] == ["bolus", "bolus_done"]
 
 
 @pytest.mark.hil
-@pytest.mark.rig("time_control", "delivered_volume")
+@pytest.mark.rig("delivered_volume", "time_control")
 def test_suspend_holds_the_minimum_rate_and_resume_restores_the_program(
     pump: PumpClient, rig: Rig
 ) -> None:
@@ -90,37 +90,37 @@ def test_suspend_holds_the_minimum_rate_and_resume_restores_the_program(
     pump.set_continuous("400")
     held = pump.suspend("clinician_decision", confirm=True)
     assert pump.status().mode == "minimum_rate"
-    start = rig.plant()["delivered_nl"]
+    start = rig.measure()["delivered_nl"]
     rig.advance(DAY_MS)
-    assert rig.plant()["delivered_nl"] - start == held.rate_ul_day * 1000  # a day of it
+    assert rig.measure()["delivered_nl"] - start == held.rate_ul_day * 1000  # a day of it
     assert pump.resume().daily_dose_mcg == 400
-    start = rig.plant()["delivered_nl"]
+    start = rig.measure()["delivered_nl"]
     rig.advance(DAY_MS)
-    assert rig.plant()["delivered_nl"] - start == 800_000
+    assert rig.measure()["delivered_nl"] - start == 800_000
 
 
 @pytest.mark.hil
-@pytest.mark.rig("time_control", "delivered_volume")
+@pytest.mark.rig("delivered_volume", "time_control")
 def test_confirmed_stop_halts_delivery(pump: PumpClient, rig: Rig) -> None:
     prepare(pump)
     pump.set_continuous("400")
     rig.advance(2 * HOUR_MS)
     pump.stop("clinician_decision", confirm=True)
-    after_stop = rig.plant()["delivered_nl"]
+    after_stop = rig.measure()["delivered_nl"]
     rig.advance(5 * HOUR_MS)
-    assert rig.plant()["delivered_nl"] == after_stop > 0
+    assert rig.measure()["delivered_nl"] == after_stop > 0
     assert pump.status().mode == "stopped"
 
 
 @pytest.mark.hil
-@pytest.mark.rig("time_control", "delivered_volume")
+@pytest.mark.rig("plant_model", "time_control")
 def test_the_reservoir_runs_dry_when_status_said(pump: PumpClient, rig: Rig) -> None:
     prepare(pump, ceiling_mcg_day="2500")
     pump.set_continuous("2000", confirm=["high_dose"])  # 4 mL/day: 20 mL last 5 days
     forecast = pump.status().dry_at
     assert forecast is not None
     rig.advance(6 * DAY_MS)
-    assert rig.plant()["reservoir_nl"] < pump.info().step_nl
+    assert rig.measure()["reservoir_nl"] < pump.info().step_nl
     ran_dry = [e for e in pump.events() if e.event == "reservoir_empty"]
     assert len(ran_dry) == 1 and abs((ran_dry[0].time - forecast).total_seconds()) <= 1
     assert "reservoir_empty" in pump.status().alarms

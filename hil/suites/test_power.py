@@ -16,20 +16,20 @@ STEPS_PER_HOUR_400 = 800 * 1000 // STEP_NL // 24  # 400 mcg/day at 500 mcg/mL: 8
 
 
 @pytest.mark.hil
-@pytest.mark.rig("time_control", "delivered_volume", "reset")
+@pytest.mark.rig("reset", "steps", "time_control")
 def test_a_reset_resumes_the_program(pump: PumpClient, rig: Rig) -> None:
     prepare(pump)
     pump.set_continuous("400")
     rig.advance(HOUR_MS)
     before = pump.status()
-    steps = rig.plant()["steps"]
+    steps = rig.measure()["steps"]
     rig.reset()
     rig.advance(HOUR_MS)
     after = pump.status()
     assert (after.mode, after.daily_dose_mcg, after.reservoir_ul > 0) == (
         "continuous", 400, True)
     assert after.uptime_s < 3600 + 5, "a new boot"
-    made = rig.plant()["steps"] - steps
+    made = rig.measure()["steps"] - steps
     assert abs(made - STEPS_PER_HOUR_400) <= 1, f"{made} steps in the hour after the reset"
     assert after.delivered_ul >= before.delivered_ul, "the totals were kept"
     events = [e.event for e in pump.events()]
@@ -42,7 +42,7 @@ def test_a_reset_resumes_the_program(pump: PumpClient, rig: Rig) -> None:
 
 
 @pytest.mark.hil
-@pytest.mark.rig("time_control", "reset")
+@pytest.mark.rig("reset", "time_control")
 def test_the_24_h_rules_hold_across_a_reset(pump: PumpClient, rig: Rig) -> None:
     prepare(pump)
     pump.set_continuous("400")
@@ -54,7 +54,7 @@ def test_the_24_h_rules_hold_across_a_reset(pump: PumpClient, rig: Rig) -> None:
 
 
 @pytest.mark.hil
-@pytest.mark.rig("time_control", "delivered_volume", "hang")
+@pytest.mark.rig("hang", "reset", "steps", "time_control")
 def test_a_hung_loop_ends_in_a_watchdog_reset_and_resumed_delivery(
     pump: PumpClient, rig: Rig
 ) -> None:
@@ -66,9 +66,9 @@ def test_a_hung_loop_ends_in_a_watchdog_reset_and_resumed_delivery(
     rig.advance(15_000)  # the wait in progress (up to 5 s), then the watchdog's 8 s
     boot = rig.boot()
     assert (boot["boots"], boot["reset_cause"]) == (boots + 1, 3), boot  # 3: WDT_RESET
-    steps = rig.plant()["steps"]
+    steps = rig.measure()["steps"]
     rig.advance(HOUR_MS)
-    made = rig.plant()["steps"] - steps
+    made = rig.measure()["steps"] - steps
     assert abs(made - STEPS_PER_HOUR_400) <= 1, f"{made} steps in the hour after the reset"
     s = pump.status()
     assert (s.mode, s.daily_dose_mcg) == ("continuous", 400)
