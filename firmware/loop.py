@@ -127,12 +127,6 @@ class Loop:
         if lock.backoff:
             board.stepper.step(lock.backoff, True)
             lock.backoff = 0
-        board.buzzer.sound(therapy.tone())
-        alarms = therapy.alarms
-        while alarms.queued:
-            change = alarms.pop()
-            self.reply(m.SEQ_UNSOLICITED, m.ALARM, (change >> 1, change & 1,
-                                                     self.pump.clock_s(), alarms.active))
         self.flush_due -= elapsed
         if self.flush_due <= 0:
             self.save()  # delivered totals and the 24 h windows, every FLUSH_S
@@ -140,6 +134,13 @@ class Loop:
         if self.battery_due <= 0:
             self.therapy.battery(self.board.battery_mv())
             self.battery_due = BATTERY_READ_MS
+        # Last, after every source of alarms this turn: an alarm sounds in the turn it rose.
+        board.buzzer.sound(therapy.tone())
+        alarms = therapy.alarms
+        while alarms.queued:
+            change = alarms.pop()
+            self.reply(m.SEQ_UNSOLICITED, m.ALARM, (change >> 1, change & 1,
+                                                     self.pump.clock_s(), alarms.active))
         wait = self.pump.ms_until_next()
         if wait < 0 or wait > MAX_WAIT_MS:
             wait = MAX_WAIT_MS
@@ -206,11 +207,14 @@ class Loop:
             self.refuse(d)
             return
         rtype, values = self.dispatcher.handle(d.type, d.values, d.role)
+        if not fresh and rtype != m.ERROR:
+            # On flash before it is acknowledged: a power cut after the answer loses nothing
+            # the host was told was done (one cut during the write: no answer, so the host
+            # knows to check).
+            self.save()
         wire = self.reply(d.seq, rtype, values)
         if fresh:
             return
-        if rtype != m.ERROR:
-            self.save()  # an accepted change is on flash before the next request
         self.answered_seq[slot] = d.seq
         self.answered_crc[slot][:] = frame[crc_at : crc_at + m.CRC_SIZE]
         self.answer_len[slot] = len(wire)

@@ -45,6 +45,10 @@ class SimProcess:
         """A PumpClient for this simulator, holding its keys (not yet open)."""
         return PumpClient(self.url, keys=self.keys(), role=role, **kw)
 
+    def flash_dir(self) -> Path:
+        """The folder standing for the board's flash (its keys and stored records)."""
+        return Path(self.keyfile).parent
+
     def rig(self) -> SimRig:
         return SimRig(self.control)
 

@@ -1,10 +1,12 @@
 """The rig's control channel on the simulator: JSON lines over TCP.
 
 Requests: {"cmd": "ping"}, {"cmd": "now"}, {"cmd": "advance", "ms": N}, {"cmd": "plant"},
-{"cmd": "inputs", "needle_septum"|"needle_cap"|"occluded": bool, "battery_mv": int} (what
-the rig does to the plant), {"cmd": "reset"} (the reset button), {"cmd": "hang"} (the
-firmware's loop stops: the watchdog must act), {"cmd": "boot"} (boots and the last reset
-cause), {"cmd": "quit"}.
+{"cmd": "inputs", "needle_septum"|"needle_cap"|"occluded": bool, "battery_mv": int|null,
+"battery_used_uah": int} (what the rig does to the plant), {"cmd": "power", "on": bool} (the
+board's supply), {"cmd": "flash_cut", "after": N} (power fails once N more bytes are written
+to flash), {"cmd": "reset"} (the reset button), {"cmd": "hang"} (the firmware's loop stops:
+the watchdog must act), {"cmd": "boot"} (boots, power cycles, the last reset cause),
+{"cmd": "quit"}.
 Each gets one line back: {"ok": true, ...} or {"ok": false, "error": "..."}.
 """
 
@@ -50,7 +52,8 @@ class ControlServer:
         if sim.crashed is not None and cmd not in ("quit", "ping"):
             return {"ok": False, "error": "firmware crashed", "traceback": sim.crash_text}
         if cmd == "ping":
-            return {"ok": True, "crashed": sim.crashed is not None}
+            return {"ok": True, "crashed": sim.crashed is not None, "speed": sim.clock.speed
+                    if sim.clock.speed != float("inf") else "max"}
         if cmd == "now":
             return {"ok": True, "now_ms": sim.now_ms()}
         if cmd == "advance":
@@ -67,14 +70,26 @@ class ControlServer:
             return {"ok": True}
         if cmd == "inputs":
             with sim.cond:
-                sim.plant.set_inputs(req.get("needle_septum"), req.get("needle_cap"),
-                                     req.get("occluded"), req.get("battery_mv"))
+                sim.plant.set_inputs(**{k: v for k, v in req.items() if k != "cmd"})
+                sim.check_supply()
+                sim.cond.notify_all()
+            return {"ok": True}
+        if cmd == "power":
+            sim.power(bool(req["on"]))
+            return {"ok": True}
+        if cmd == "flash_cut":
+            after = int(req["after"])
+            if after < 0:
+                raise ValueError("after must be >= 0")
+            with sim.cond:
+                sim.flash_cut_after = after
             return {"ok": True}
         if cmd == "hang":
             sim.hang()
             return {"ok": True}
         if cmd == "boot":
-            return {"ok": True, "boots": sim.boots, "reset_cause": sim.reset_cause}
+            return {"ok": True, "boots": sim.boots, "reset_cause": sim.reset_cause,
+                    "power_cycles": sim.power_cycles, "powered": sim.powered}
         if cmd == "quit":
             sim.stopped.set()
             return {"ok": True}

@@ -10,6 +10,11 @@ if TYPE_CHECKING:
 _current: Simulator | None = None
 
 
+class PowerLoss(BaseException):
+    """The board lost power (the rig cut it, a brown-out, or a cut armed for a flash write):
+    raised where the firmware next touches the simulated hardware; nothing after it runs."""
+
+
 def bind(sim: Simulator) -> None:
     global _current
     _current = sim

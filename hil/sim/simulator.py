@@ -54,6 +54,9 @@ class Simulator:
         self.hung = False  # the rig stopped the firmware's loop (a hang): the watchdog's test
         self.wdt_timeout_ms = 0  # 0: the firmware started no watchdog
         self.wdt_fed_ms = 0
+        self.rig_power = True  # the rig's switch on the board's supply
+        self.power_cycles = 0
+        self.flash_cut_after: int | None = None  # bytes the flash takes before power fails
         self.crashed: BaseException | None = None
         self.crash_text = ""
         self.stopped = threading.Event()
@@ -61,7 +64,7 @@ class Simulator:
         self._fake_modules = {name: importlib.import_module(f"hil.sim.fakes.{name}")
                               for name in FAKES}
         self.config = self._import_firmware()
-        self.plant = Plant(self.config)
+        self.plant = Plant(self.config, now_ms=self.clock.now_locked)
         self.link.on_frame = self._refilled
 
     def _import_firmware(self) -> ModuleType:
@@ -78,7 +81,14 @@ class Simulator:
             for name, mod in saved.items():
                 if mod is not None:
                     sys.modules[name] = mod
+        # The flash filesystem: the store's open() is the simulated flash's, which a power
+        # cut can stop in the middle of a write (FileFS itself is unchanged).
+        sys.modules["firmware.core.store"].open = self._flash_open  # type: ignore[attr-defined]
         return sys.modules["firmware.config"]
+
+    def _flash_open(self, name: str, mode: str = "r"):
+        f = open(name, mode)  # the caller's `with` closes it
+        return FlashFile(self, f) if "w" in mode or "a" in mode else f
 
     def _run_firmware(self) -> None:
         # The firmware's USB CDC is this process's stdin/stdout; our own output goes to stderr.
@@ -91,6 +101,10 @@ class Simulator:
             try:
                 runpy.run_path(str(FIRMWARE_MAIN), run_name="__main__")
                 return  # main.py returned: the board sits at the REPL
+            except fakes_state.PowerLoss:
+                self._power_down()
+                self.reset_cause = machine.PWRON_RESET
+                self.config = self._import_firmware()
             except machine.Reset as e:
                 with self.cond:
                     self.reset_requested = False
@@ -116,6 +130,37 @@ class Simulator:
             return
         if len(frame) >= 9 and frame[1] == REFILL_DONE:
             self.plant.volume_nl = int.from_bytes(frame[5:9], "little")
+
+    @property
+    def powered(self) -> bool:
+        return self.plant.powered
+
+    def check_supply(self) -> None:
+        """The board loses power when the rig cuts it or the battery browns out (cond held);
+        the firmware stops at its next touch of the hardware (fakes_state.PowerLoss)."""
+        if self.plant.powered and (not self.rig_power or self.plant.brownout()):
+            self.plant.power_lost()
+            self.cond.notify_all()
+
+    def power(self, on: bool) -> None:
+        with self.cond:
+            self.rig_power = on
+            self.check_supply()
+            self.cond.notify_all()
+
+    def _power_down(self) -> None:
+        """The board is off: RAM, the watchdog and what was in flight are gone. Wait (time
+        runs on) until the supply is back, then the board boots."""
+        with self.cond:
+            self.plant.power_lost()
+            self.wdt_timeout_ms = 0
+            self.hung = False
+            self.reset_requested = False
+            self.flash_cut_after = None
+            self.clock.wait(None, lambda: self.rig_power and not self.plant.brownout())
+            self.plant.powered = True
+            self.power_cycles += 1
+            self.link.rx.clear()
 
     def wdt_deadline(self) -> int | None:
         """When the watchdog resets the firmware if it is not fed (cond held)."""
@@ -145,3 +190,38 @@ class Simulator:
 
     def now_ms(self) -> int:
         return self.clock.now_ms()
+
+
+class FlashFile:
+    """A file on the simulated flash being written: a cut armed by the rig
+    (Simulator.flash_cut_after) keeps the first bytes of the write in progress, then the
+    power fails. (The worst case: LittleFS would keep the old file; a FAT or a raw flash
+    sector would not. The store survives both.)"""
+
+    def __init__(self, sim: Simulator, f) -> None:
+        self.sim = sim
+        self.f = f
+
+    def write(self, data) -> int:
+        sim = self.sim
+        left = sim.flash_cut_after
+        if left is None or left > len(data):
+            if left is not None:
+                sim.flash_cut_after = left - len(data)
+            return self.f.write(data)
+        self.f.write(bytes(data[:left]))
+        self.f.close()
+        with sim.cond:
+            sim.flash_cut_after = None
+            sim.rig_power = False
+            sim.check_supply()
+        raise fakes_state.PowerLoss()
+
+    def close(self) -> None:
+        self.f.close()
+
+    def __enter__(self) -> FlashFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.f.close()

@@ -29,9 +29,10 @@ class _Poll:
 
     def ipoll(self, timeout: int = -1, flags: int = 0):
         sim = _s.sim()
-        if timeout == 0 and not sim.reset_requested:  # the firmware's per-byte check: be quick
+        if timeout == 0 and not sim.reset_requested and sim.powered:  # per-byte check: be quick
             return self._ready if sim.link.rx and self._objs else ()
         with sim.cond:
+            sim.check_supply()
             clock = sim.clock
             deadline = None if timeout < 0 else clock.now_locked() + timeout
             if sim.hung:  # the loop stopped turning: only the watchdog (or a reset) ends this
@@ -40,12 +41,15 @@ class _Poll:
                 # simulator's CPython x N can make that seconds), so a slow turn here says
                 # nothing about the board; a loop that stops turning does.
                 bark = sim.wdt_deadline()
-                clock.wait(bark, lambda: sim.reset_requested)
-                if not sim.reset_requested and bark is not None:
+                clock.wait(bark, lambda: sim.reset_requested or not sim.powered)
+                if sim.powered and not sim.reset_requested and bark is not None:
                     raise _machine.Reset(_machine.WDT_RESET)  # not fed in time
                 ready = False
             else:
-                ready = clock.wait(deadline, lambda: bool(sim.link.rx) or sim.reset_requested)
+                ready = clock.wait(deadline, lambda: bool(sim.link.rx) or sim.reset_requested
+                                   or not sim.powered)
+            if not sim.powered:
+                raise _s.PowerLoss()
             if sim.reset_requested:
                 raise _machine.Reset()  # the reset button, pressed while the firmware waits
         return ((self._objs[0], POLLIN),) if ready and self._objs else ()
