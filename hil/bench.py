@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hil.launcher import SimProcess
-from hil.suites.kit import prepare
+from hil.suites.kit import FLEX_NIGHT_PLUS_20, occlusion_trial, prepare
 from host.client import PumpClient
 from host.deploy import build
 from protocol import codec, framing
@@ -34,20 +34,43 @@ STATUS_FIELDS.update(mode="continuous", phase="titration", bolus="none", alarms=
                      sessions=[])
 
 
-def time_warp(days: int = 20) -> dict[str, float]:
-    """Virtual seconds per real second over days of continuous delivery (20 days at 400
-    mcg/day: 16 mL, inside the 20 mL reservoir), the rig driving the clock."""
+def time_warp(days: int = 90, refill_every: int = 14) -> dict[str, float]:
+    """Virtual seconds per real second over 90 days of flex therapy (+20 % at night) with a
+    refill every two weeks, the rig driving the clock. Only the simulation is timed: the
+    refills' request/answer exchanges are excluded (that is the round-trip figure)."""
     with SimProcess("0") as sim:
+        rig = sim.rig()
         with sim.client() as pump:
             prepare(pump, concentration=500, fill_ml="20")
-            pump.set_continuous("400")
-        rig = sim.rig()
-        t0 = time.perf_counter()
-        rig.advance(days * DAY_MS)
-        real = time.perf_counter() - t0
+            pump.set_flex(FLEX_NIGHT_PLUS_20)
+            real = 0.0
+            refills = 0
+            for day in range(0, days, refill_every):
+                chunk = min(refill_every, days - day)
+                t0 = time.perf_counter()
+                rig.advance(chunk * DAY_MS)
+                real += time.perf_counter() - t0
+                if day + chunk < days:
+                    s = pump.status()
+                    pump.refill(20, 500, drained_ml=s.reservoir_ul / 1000,
+                                concentration_again=500)
+                    refills += 1
+            alarms = pump.status().alarms
         steps = rig.measure()["steps"]
         rig.close()
-    return {"days": days, "steps": steps, "real_s": real, "warp": days * 86400 / real}
+    return {"days": days, "refills": refills, "steps": steps, "real_s": real,
+            "warp": days * 86400 / real, "alarms": list(alarms)}
+
+
+def occlusion(doses: tuple[str, ...] = ("400", "1000")) -> dict[str, dict[str, int]]:
+    """The occlusion alarm at two rates (hil/suites/kit.py occlusion_trial)."""
+    out = {}
+    for dose in doses:
+        with SimProcess("0") as sim, sim.client() as pump:
+            rig = sim.rig()
+            out[dose] = occlusion_trial(pump, rig, dose)
+            rig.close()
+    return out
 
 
 # The echo runs in a process of its own, as the simulator does: a pty round trip to another
@@ -154,6 +177,7 @@ def mpy_size() -> int:
 def main() -> int:
     results = {
         "time_warp": time_warp(),
+        "occlusion": occlusion(),
         "round_trip": round_trips(),
         "codec": codec_rates(),
         "mpy_bytes": mpy_size(),
@@ -166,8 +190,16 @@ def main() -> int:
     t.add_column("figure")
     t.add_column("value", justify="right")
     t.add_column("target")
-    t.add_row(f"simulator time warp, {w['days']} days at 400 mcg/day",
+    t.add_row(f"simulator time warp, {w['days']} days of flex with {w['refills']} refills",
               f"{w['warp']:,.0f}x ({w['real_s']:.2f} s)", ">= 500,000x (issue 6)")
+    for dose, o in results["occlusion"].items():
+        t.add_row(f"occlusion at {dose} mcg/day: blockage to alarm",
+                  f"{o['blockage_to_alarm_ms'] / 1000:.1f} s", "")
+        t.add_row(f"occlusion at {dose} mcg/day: pressure limit to alarm",
+                  f"{o['limit_to_alarm_ms']} ms, {o['pushed_over_nl']} nL pushed",
+                  "<= 5 s, <= 1 step")
+        t.add_row(f"occlusion at {dose} mcg/day: released when cleared",
+                  f"{o['released_nl']} nL", "<= 0 (no bolus)")
     t.add_row("authenticated status round trip (pty)", f"{r['status_ms']:.3f} ms", "")
     t.add_row("raw pty echo to a process, same bytes, same run", f"{r['echo_ms']:.3f} ms", "")
     t.add_row("round trip / echo", f"{r['ratio']:.1f}x", "<= 5x (issue 3)")

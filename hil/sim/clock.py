@@ -49,6 +49,14 @@ class VirtualClock:
         self._set(self.now_locked() + ms)
         self.target = max(self.target, self._now)
 
+    def jump(self, deadline: int) -> bool:
+        """Paused clock, deadline within what the rig asked for: time goes straight there
+        (what wait() would do, without its loop: the simulator's hot path)."""
+        if self.speed == MANUAL and self.target >= deadline:
+            self._set(deadline)
+            return True
+        return False
+
     def wait(self, deadline: int | None, ready) -> bool:
         """Block the firmware until ready() or the deadline (virtual ms; None: no deadline).
         Returns ready()."""

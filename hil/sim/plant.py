@@ -102,6 +102,7 @@ class Plant:
         self._battery_t_ms = 0
         self._battery_pulses = 0  # motor pulses counted into battery_used_uah
         self.powered = True
+        self._supply_next_ms = 0
 
     # -- what the firmware drives and reads ---------------------------------------------------
 
@@ -166,7 +167,13 @@ class Plant:
         return self.battery_used_uah
 
     def brownout(self) -> bool:
-        """The supply is under what the board runs on (with hysteresis when it is off)."""
+        """The supply is under what the board runs on (with hysteresis when it is off). The
+        model's voltage moves over days: it is worked out at most once a virtual minute (this
+        runs at every wait of the firmware)."""
+        now = self.now_ms()
+        if self.battery_held_mv is None and self.powered and now < self._supply_next_ms:
+            return False
+        self._supply_next_ms = now + 60_000
         limit = BROWNOUT_MV + (0 if self.powered else BROWNOUT_HYSTERESIS_MV)
         return self.battery_mv() < limit
 

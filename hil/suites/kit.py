@@ -4,6 +4,9 @@ own. A pump boots with no profile and an empty reservoir, and programs nothing b
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from hil.rig import Rig
 from host import errors
 from host.client import PumpClient, RefillDone
 from host.units import Number
@@ -33,3 +36,36 @@ def prepare(
     except errors.ProtocolError:
         pump.refill_abort()
         raise
+
+
+# A flex day with the label's example (2.4): the night's rate 20 % over the day's.
+FLEX_NIGHT_PLUS_20 = [("06:00", 400), ("22:00", 480)]  # (local start, mcg/day)
+
+
+def occlusion_trial(pump: PumpClient, rig: Rig, dose: str, limit_ms: int = 600_000,
+                    poll_ms: int = 5_000) -> dict[str, int]:
+    """Block the catheter of a pump delivering `dose` (mcg/day, 500 mcg/mL), wait for the
+    occlusion alarm (watched on the rig's buzzer, so no request wakes the pump early), then
+    clear the blockage. Returns, in pump time: blockage to alarm, pressure limit to alarm,
+    volume pushed after the limit, and what flowed out when the blockage cleared (negative:
+    drawn back). Needs rig capabilities occlusion, tones and plant_model."""
+    prepare(pump)
+    pump.set_continuous(dose, confirm=["high_dose"] if Decimal(dose) > 1000 else [])
+    rig.advance(3_600_000)
+    t0 = rig.now_ms()
+    rig.occlude(True)
+    while (m := rig.measure())["buzzer_since_ms"] is None:
+        if m["now_ms"] - t0 > limit_ms:
+            raise AssertionError(f"no alarm {limit_ms / 1000:.0f} s after the blockage")
+        rig.advance(poll_ms)
+    alarms = pump.alarm_state().alarms
+    rig.occlude(False)
+    return {
+        "blockage_to_alarm_ms": m["buzzer_since_ms"] - t0,
+        "limit_to_alarm_ms": m["buzzer_since_ms"] - m["pressure_over_ms"],
+        "pushed_over_nl": m["pushed_over_nl"],
+        "pressure_after": m["pressure"],
+        "released_nl": rig.measure()["released_nl"],
+        "occlusion_alarm": int("occlusion" in alarms),
+        "tones": len(m["buzzer_tones"]),
+    }

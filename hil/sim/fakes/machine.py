@@ -29,8 +29,7 @@ class WDT:
 
     def feed(self) -> None:
         sim = _s.sim()
-        with sim.cond:
-            sim.wdt_fed_ms = sim.clock.now_locked()
+        sim.wdt_fed_ms = sim.clock.now_locked()  # one attribute write: no lock needed
 
 
 class Pin:
@@ -45,6 +44,7 @@ class Pin:
     def __init__(self, id: int | str, mode: int = -1, pull: int = -1, *, value=None):
         self.id = id
         self.mode = mode
+        self._plant = _s.sim().plant  # one plant per simulator, across resets
         if value is not None:
             self.value(value)
 
@@ -54,7 +54,7 @@ class Pin:
             self.value(value)
 
     def value(self, x=None):
-        plant = _s.sim().plant
+        plant = self._plant
         if x is None:
             return plant.pin_read(self.id) if self.mode != Pin.OUT else plant.levels.get(
                 self.id, 0)

@@ -35,6 +35,9 @@ class _Poll:
             sim.check_supply()
             clock = sim.clock
             deadline = None if timeout < 0 else clock.now_locked() + timeout
+            if (deadline is not None and not sim.hung and not sim.link.rx
+                    and not sim.reset_requested and sim.powered and clock.jump(deadline)):
+                return ()
             if sim.hung:  # the loop stopped turning: only the watchdog (or a reset) ends this
                 # Only here does the simulated watchdog bite: at x N speeds virtual time also
                 # runs while the firmware computes (a Pico computes a turn in a few ms, the

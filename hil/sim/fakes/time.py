@@ -9,12 +9,14 @@ TICKS_PERIOD = 1 << 30
 _HALF = TICKS_PERIOD // 2
 
 
+# A read of the clock needs no lock (the firmware's thread is the only one that moves it on
+# its own); this runs several times a turn.
 def ticks_ms() -> int:
-    return _s.sim().clock.now_ms() % TICKS_PERIOD
+    return _s.sim().clock.now_locked() % TICKS_PERIOD
 
 
 def ticks_us() -> int:
-    return (_s.sim().clock.now_ms() * 1000) % TICKS_PERIOD
+    return (_s.sim().clock.now_locked() * 1000) % TICKS_PERIOD
 
 
 def ticks_add(ticks: int, delta: int) -> int:
@@ -26,7 +28,8 @@ def ticks_diff(a: int, b: int) -> int:
 
 
 def time() -> int:
-    return _s.sim().epoch_s + _s.sim().clock.now_ms() // 1000
+    sim = _s.sim()
+    return sim.epoch_s + sim.clock.now_locked() // 1000
 
 
 def sleep_ms(ms: int) -> None:
