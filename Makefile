@@ -32,9 +32,14 @@ lint: setup
 sim: setup
 	$(VENV)/bin/pumpsim --speed 1
 
+# The HIL suites and the accuracy report, into reports/hil/ (SUMMARY.md first). On the
+# simulator by default; a board with PUMP=port KEYS=file, its rig controller with RIG=port.
+HIL_REPORT ?= reports/hil
 hil: setup
-	$(PY) -m pytest hil/suites $(if $(PUMP),--pump $(PUMP)) $(if $(RIG),--rig $(RIG)) \
-		$(if $(KEYS),--keys $(KEYS))
+	rm -rf $(HIL_REPORT)
+	$(PY) -m pytest hil/suites -p no:cacheprovider --junitxml=$(HIL_REPORT)/junit.xml \
+		--report $(HIL_REPORT) $(if $(PUMP),--pump $(PUMP)) $(if $(RIG),--rig $(RIG)) \
+		$(if $(KEYS),--keys $(KEYS)) $(if $(TIME_SCALE),--time-scale $(TIME_SCALE))
 
 flash: setup
 	$(PY) -m host.deploy $(if $(PORT),--port $(PORT)) $(if $(KEYS),--keys $(KEYS))

@@ -10,6 +10,7 @@ import sys
 import time
 import tty
 from pathlib import Path
+from typing import Any
 
 import serial
 from rich.console import Console
@@ -34,7 +35,7 @@ STATUS_FIELDS.update(mode="continuous", phase="titration", bolus="none", alarms=
                      sessions=[])
 
 
-def time_warp(days: int = 90, refill_every: int = 14) -> dict[str, float]:
+def time_warp(days: int = 90, refill_every: int = 14) -> dict[str, Any]:
     """Virtual seconds per real second over 90 days of flex therapy (+20 % at night) with a
     refill every two weeks, the rig driving the clock. Only the simulation is timed: the
     refills' request/answer exchanges are excluded (that is the round-trip figure)."""

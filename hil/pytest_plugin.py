@@ -51,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rig(*capabilities): rig capabilities the test needs")
     config.addinivalue_line("markers", "shared_pump: the test may share a session simulator")
     config.addinivalue_line("markers", "hil: needs a pump (the simulator, or --pump URL)")
-    scale = config.getoption("--time-scale")
+    scale = str(config.getoption("--time-scale"))
     if scale != "paused":
         try:
             ok = float(scale) > 0
@@ -63,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def sim_speed(config: pytest.Config) -> str:
-    scale = config.getoption("--time-scale")
+    scale = str(config.getoption("--time-scale"))
     return "0" if scale == "paused" else scale
 
 

@@ -13,13 +13,13 @@ import pytest
 
 from hil.pytest_plugin import HilReport
 from hil.rig import Rig
-from hil.suites.kit import prepare
+from hil.suites.kit import FLEX_NIGHT_PLUS_20, prepare
 from host.client import PumpClient
 
 HOUR_MS = 3_600_000
 DAY_H = 24
 CONC = 500  # mcg/mL
-FLEX = [("06:00", 400), ("22:00", 480)]  # mcg/day: the night 20 % higher
+FLEX = FLEX_NIGHT_PLUS_20
 REFILL_EVERY_DAYS = 14
 FILL_ML = 20
 
@@ -28,7 +28,8 @@ def flex_day_nl() -> Fraction:
     """The flex day's volume: each step's daily dose for its share of the day."""
     starts = [int(h) * 60 + int(m) for h, m in (s.split(":") for s, _ in FLEX)]
     mins = [(starts[(i + 1) % len(starts)] - starts[i]) % 1440 for i in range(len(starts))]
-    mcg = sum(Fraction(dose * span, 1440) for (_, dose), span in zip(FLEX, mins, strict=True))
+    mcg = sum((Fraction(dose * span, 1440) for (_, dose), span in zip(FLEX, mins, strict=True)),
+              Fraction(0))
     return mcg / CONC * 1_000_000
 
 

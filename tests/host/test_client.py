@@ -224,9 +224,9 @@ def test_a_refused_program_changes_nothing(pump: PumpClient, rig: Rig) -> None:
     after = pump.status()
     assert (after.mode, after.daily_dose_mcg, after.rate_ul_day, after.dry_at) == (
         status.mode, status.daily_dose_mcg, status.rate_ul_day, status.dry_at)
-    start = rig.plant()["delivered_nl"]
+    start = rig.measure()["delivered_nl"]
     rig.advance(DAY_MS)
-    assert rig.plant()["delivered_nl"] - start == 800_000  # still 400 mcg/day at 500 mcg/mL
+    assert rig.measure()["delivered_nl"] - start == 800_000  # still 400 mcg/day at 500 mcg/mL
     last = pump.events()[-1]
     assert (last.event, last.rule, last.type, last.a, last.b, last.c) == (
         "refused", "titration_step", m.SET_CONTINUOUS, m.ERR_LIMIT, 600_000, 520_000)
