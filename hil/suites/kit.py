@@ -5,6 +5,7 @@ own. A pump boots with no profile and an empty reservoir, and programs nothing b
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
 from hil.rig import Rig
 from host import errors
@@ -40,6 +41,15 @@ def prepare(
 
 # A flex day with the label's example (2.4): the night's rate 20 % over the day's.
 FLEX_NIGHT_PLUS_20 = [("06:00", 400), ("22:00", 480)]  # (local start, mcg/day)
+
+
+def flex_day_nl(flex: list[tuple[str, int]], concentration: int) -> Fraction:
+    """A flex day's volume: each step's daily dose for its share of the day."""
+    starts = [int(h) * 60 + int(m) for h, m in (s.split(":") for s, _ in flex)]
+    spans = [(starts[(i + 1) % len(starts)] - starts[i]) % 1440 for i in range(len(starts))]
+    mcg = sum((Fraction(dose * span, 1440) for (_, dose), span in zip(flex, spans, strict=True)),
+              Fraction(0))
+    return mcg / concentration * 1_000_000
 
 
 def occlusion_trial(pump: PumpClient, rig: Rig, dose: str, limit_ms: int = 600_000,

@@ -7,13 +7,12 @@ rig's meter, and no alarm other than the notices a refill answers is raised."""
 from __future__ import annotations
 
 import time
-from fractions import Fraction
 
 import pytest
 
 from hil.pytest_plugin import HilReport
 from hil.rig import Rig
-from hil.suites.kit import FLEX_NIGHT_PLUS_20, prepare
+from hil.suites.kit import FLEX_NIGHT_PLUS_20, flex_day_nl, prepare
 from host.client import PumpClient
 
 HOUR_MS = 3_600_000
@@ -22,15 +21,6 @@ CONC = 500  # mcg/mL
 FLEX = FLEX_NIGHT_PLUS_20
 REFILL_EVERY_DAYS = 14
 FILL_ML = 20
-
-
-def flex_day_nl() -> Fraction:
-    """The flex day's volume: each step's daily dose for its share of the day."""
-    starts = [int(h) * 60 + int(m) for h, m in (s.split(":") for s, _ in FLEX)]
-    mins = [(starts[(i + 1) % len(starts)] - starts[i]) % 1440 for i in range(len(starts))]
-    mcg = sum((Fraction(dose * span, 1440) for (_, dose), span in zip(FLEX, mins, strict=True)),
-              Fraction(0))
-    return mcg / CONC * 1_000_000
 
 
 @pytest.mark.hil
@@ -43,7 +33,7 @@ def test_flex_therapy_with_refills(
     step_nl = pump.info().step_nl
     prepare(pump, concentration=CONC, fill_ml=FILL_ML)
     pump.set_flex(FLEX)
-    ideal = flex_day_nl()
+    ideal = flex_day_nl(FLEX, CONC)
     tolerance = step_nl + rig.delivered_tolerance_nl
     samples = [rig.measure()["delivered_nl"]]
     refills = 0
