@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from hil.rig import Rig
-from hil.suites.kit import prepare
+from hil.suites.kit import FLEX_NIGHT_PLUS_20, prepare
 from host import errors
 from host.client import PumpClient
 
@@ -129,3 +129,81 @@ def test_the_reservoir_runs_dry_when_status_said(pump: PumpClient, rig: Rig) -> 
 @pytest.mark.hil
 def test_battery_voltage_is_reported(pump: PumpClient) -> None:
     assert 3.85 <= pump.status().battery_v <= 3.95  # the simulated battery: 3.9 V
+
+
+def delivered_between(rig: Rig, start_ms: int, end_ms: int) -> int:
+    """Delivered volume from start_ms to end_ms of pump time (advancing the rig)."""
+    rig.advance(start_ms - rig.now_ms())
+    before = rig.measure()["delivered_nl"]
+    rig.advance(end_ms - rig.now_ms())
+    return rig.measure()["delivered_nl"] - before
+
+
+@pytest.mark.hil
+@pytest.mark.rig("delivered_volume", "time_control")
+def test_a_flex_night_runs_20_percent_over_the_day(pump: PumpClient, rig: Rig) -> None:
+    # Label 2.4's example: +20 % at night. The simulator's clock starts at local midnight
+    # (UTC, offset 0); 22:00-06:00 at 480 mcg/day, 06:00-22:00 at 400.
+    step_nl = pump.info().step_nl
+    prepare(pump)
+    clock = pump.status().clock
+    midnight_ms = rig.now_ms() - (clock.hour * 3600 + clock.minute * 60 + clock.second) * 1000
+    pump.set_flex(FLEX_NIGHT_PLUS_20)
+    day = delivered_between(rig, midnight_ms + 8 * HOUR_MS, midnight_ms + 20 * HOUR_MS)
+    night = delivered_between(rig, midnight_ms + 23 * HOUR_MS, midnight_ms + 29 * HOUR_MS)
+    assert abs(day - ideal_nl(Decimal(400), 500, 12 * HOUR_MS)) < step_nl, day
+    assert abs(night - ideal_nl(Decimal(480), 500, 6 * HOUR_MS)) < step_nl, night
+    # Per hour, the night delivers 1.2 x the day, to the two windows' step rounding.
+    assert abs(Decimal(night) / 6 / (Decimal(day) / 12) - Decimal("1.2")) < Decimal("0.01")
+
+
+@pytest.mark.hil
+@pytest.mark.rig("delivered_volume", "time_control")
+def test_a_priming_bolus_fills_the_catheter_on_top_of_the_basal_rate(
+    pump: PumpClient, rig: Rig
+) -> None:
+    prepare(pump, catheter_ml="0.15")
+    pump.set_continuous("400")
+    start = rig.measure()["delivered_nl"]
+    bolus = pump.prime(600)
+    assert (bolus.kind, bolus.volume_ul) == ("priming", Decimal(150))
+    rig.advance(HOUR_MS)
+    delivered = rig.measure()["delivered_nl"] - start
+    basal = ideal_nl(Decimal(400), 500, HOUR_MS)
+    assert 0 <= basal + 150_000 - delivered < pump.info().step_nl, delivered
+
+
+@pytest.mark.hil
+@pytest.mark.rig("delivered_volume", "time_control")
+def test_a_screening_bolus_delivers_its_dose_and_nothing_after(
+    pump: PumpClient, rig: Rig
+) -> None:
+    # Screening: the 50 mcg/mL strength, no basal program; 50 mcg is 1 mL over an hour.
+    prepare(pump, concentration=50, phase="screening")
+    start = rig.measure()["delivered_nl"]
+    bolus = pump.screen("50", 3600)
+    assert (bolus.kind, bolus.dose_mcg, bolus.volume_ul) == ("screening", 50, 1000)
+    rig.advance(HOUR_MS // 2)
+    half = rig.measure()["delivered_nl"] - start
+    assert abs(half - 500_000) <= pump.info().step_nl, f"{half} nL at half time"
+    rig.advance(2 * HOUR_MS)
+    assert rig.measure()["delivered_nl"] - start == 1_000_000
+    assert [d.dose_mcg for d in pump.screening().given] == [50]
+
+
+@pytest.mark.hil
+@pytest.mark.rig("delivered_volume", "time_control")
+def test_a_patient_bolus_delivers_the_clinicians_dose(
+    pump: PumpClient, pump_url: str, pump_keys: dict[str, bytes], rig: Rig
+) -> None:
+    prepare(pump)
+    pump.set_continuous("400")
+    pump.set_patient_bolus("20", duration_s=600, lockout_s=3600, max_per_day=2)
+    start = rig.measure()["delivered_nl"]
+    with PumpClient(pump_url, keys=pump_keys, role="patient") as patient:
+        bolus = patient.patient_bolus()
+    assert (bolus.kind, bolus.volume_ul) == ("patient", Decimal(40))  # 20 mcg at 500 mcg/mL
+    rig.advance(HOUR_MS)
+    delivered = rig.measure()["delivered_nl"] - start
+    basal = ideal_nl(Decimal(400), 500, HOUR_MS)
+    assert 0 <= basal + 40_000 - delivered < pump.info().step_nl, delivered
