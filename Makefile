@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test lint sim hil flash bench fuzz clean
+.PHONY: setup demo test lint sim hil flash rig-flash bench fuzz clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -48,6 +48,10 @@ flash: setup
 fuzz: setup
 	INTRAPUMP_FUZZ_CASES=1000000 $(PY) -m pytest tests/host/test_codec_property.py -k fuzz \
 		-s -q --timeout 3600
+
+# The rig controller's firmware (hil/rigctl) onto the rig's Pico (hil/RIG.md).
+rig-flash: setup
+	$(PY) -m hil.pico_rig flash $(if $(RIG),--port $(RIG))
 
 bench: setup
 	$(PY) -m hil.bench

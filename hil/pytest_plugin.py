@@ -147,6 +147,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
             report.skips.append((item.nodeid, reason.removeprefix("Skipped: ")))
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A --rig that is not there stops the run at once, with one line saying why (rather
+    than the same failure in every test)."""
+    address = session.config.getoption("--rig")
+    if not address:
+        return
+    try:
+        open_rig(address).close()
+    except RigError as e:
+        pytest.exit(f"no rig: {e}", returncode=3)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     written = session.config.stash[REPORT].write(session.config)
     if written is not None:
@@ -241,6 +253,9 @@ def rig(request: pytest.FixtureRequest, sim: SimProcess | None) -> Iterator[Rig]
     if missing:
         r.close()
         pytest.skip(f"rig lacks {', '.join(sorted(missing))}")
+    rest = getattr(r, "rest", None)
+    if rest is not None:  # a real rig keeps its state between tests: start each from rest
+        rest()
     try:
         yield r
     finally:

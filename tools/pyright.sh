@@ -2,7 +2,7 @@
 # Type-check the project with pyright, twice:
 #   host      pyrightconfig.json           host/, hil/, protocol/host_codec.py, tests/ (CPython
 #                                          3.11, bundled typeshed, the project's .venv)
-#   firmware  pyrightconfig.firmware.json  firmware/, board-side protocol/*.py (MicroPython on
+#   firmware  pyrightconfig.firmware.json  firmware/, board-side protocol/*.py, hil/rigctl/ (MicroPython on
 #                                          the Pico: rp2 stubs + MicroPython stdlib stubs)
 # The MicroPython stubs are installed from PyPI on first run (pinned; about 1.5 MB) into
 # .venv/micropython-rp2, a venv-shaped folder that holds only them, so they never reach the host

@@ -55,3 +55,13 @@ def test_a_pump_without_a_rig_fails_the_tests_that_need_one(
                                 "-k", "test_time")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*this test needs a rig: with --pump, give --rig*"])
+
+
+def test_a_rig_that_is_not_there_stops_the_run_with_one_line(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--rig", "/dev/ttyACM-no-rig")
+    assert result.ret == 3
+    out = (result.stdout.str() + result.stderr.str())
+    assert "no rig: /dev/ttyACM-no-rig" in out and "passed" not in out
