@@ -533,8 +533,10 @@ class PumpClient:
                 return self._exchange(mtype, fields, signed=False)
             try:
                 return self._exchange(mtype, fields, signed=True)
-            except errors.NoSession:
-                # The pump lost the session (a reboot) before the request: it did not run.
+            except (errors.NoSession, errors.BadTag):
+                # The pump lost the session (a reboot), or gave its slot to other hosts'
+                # sessions (the tag no longer verifies): refused before it ran, so it is
+                # sent once more in a new session. A second refusal is raised.
                 self._signer = None
                 return self._exchange(mtype, fields, signed=True)
 

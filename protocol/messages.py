@@ -174,7 +174,7 @@ RULES = (
     (6, "concentration_change", "mcg/mL", "2.3"),
     (7, "first_24h", "ng/day", "2.5"),
     (8, "titration_step", "ng/day", "2.5"),
-    (9, "titration_interval", "s", "2.5"),
+    (9, "titration_interval", "ng/day", "2.5"),  # the dose asked, the dose in force; wait_s
     (10, "maintenance_step", "ng/day", "2.6"),
     (11, "maintenance_at_refill", "ng/day", "2.6"),
     (12, "high_dose", "ng/day", "2.6"),
@@ -182,7 +182,7 @@ RULES = (
     (14, "large_decrease", "ng/day", "2.6, 5.5"),
     (15, "starting_dose", "ng/day", "2.5"),
     (16, "screening_dose", "ng", "2.2"),
-    (17, "screening_interval", "s", "2.2"),
+    (17, "screening_interval", "ng", "2.2"),  # the dose asked, the next allowed; wait_s
     (18, "screening_duration", "s", "2.2"),
     (19, "patient_bolus_off", "", "therapy manager"),
     (20, "patient_bolus_lockout", "s", "therapy manager"),
@@ -196,6 +196,7 @@ RULES = (
     (28, "reservoir", "nL", "5.5"),
     (29, "stop_reason", "", "boxed warning, 5.5"),
     (30, "taper", "ng/day", "2.6"),
+    (31, "infusion_start", "", "2.5"),  # once infusion ran on this pump, its start stays
 )
 ENUMS["rule"] = ((0, "none"),) + tuple((r, name) for r, name, _unit, _sec in RULES)
 
@@ -747,6 +748,7 @@ RULE_PHASE = 27
 RULE_RESERVOIR = 28
 RULE_STOP_REASON = 29
 RULE_TAPER = 30
+RULE_INFUSION_START = 31
 
 
 def find(type_id):

@@ -117,6 +117,11 @@ class Therapy:
             if need > ceiling_ng:
                 rules.refuse(m.ERR_LIMIT, m.RULE_HARD_CEILING, ceiling_ng, need,
                              "the ceiling is under what the program in force delivers in 24 h")
+        if infusion_start_s and started and infusion_start_s != self.infusion_start_s:
+            # Infusion started on this pump: its own start holds the first-24-h rule, and a
+            # start moved back would let an increase through early.
+            rules.refuse(m.ERR_INVALID_STATE, m.RULE_INFUSION_START, 0, 0,
+                         "infusion started on this pump: its start stays")
         self.origin = origin
         self.age_years = age_years
         self.phase = phase

@@ -16,6 +16,23 @@ def test_no_return_to_screening_once_infusion_started():
              t.set_profile, m.ORIGIN_SPINAL, 40, m.PHASE_SCREENING, 1_500_000, 200_000, 0)
 
 
+def test_the_start_of_infusion_stays_once_infusion_ran_on_this_pump():
+    # Moved back, it would open the first 24 h early (label 2.5: no increase in them).
+    t = kit.running(100_000)
+    start = t.profile()[5]
+    backdated = t.pump.clock_s() - 3 * DAY
+    _refused(t, m.ERR_INVALID_STATE, m.RULE_INFUSION_START, 0, 0, 0, t.set_profile,
+             m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, backdated)
+    kit.advance(t, HOUR * 1000)
+    e = kit.refused(t.set_continuous, 110_000, 0)
+    assert e.rule == m.RULE_FIRST_24H
+    if start:  # the same start again (a profile re-sent as it was) is no change
+        t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, start)
+    b = kit.ready()  # infusion started on an earlier pump: its start is taken
+    b.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, backdated)
+    assert b.profile()[5] == backdated
+
+
 def test_profile_ceiling_not_under_the_program_in_force():
     t = kit.running(1_000_000)  # ceiling 1 500 000
     before = t.profile()
