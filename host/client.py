@@ -37,6 +37,7 @@ from protocol.host_codec import DecodeError, Message
 
 DEFAULT_TIMEOUT = 2.0
 DEFAULT_RETRIES = 2
+DEFAULT_RECONNECT_S = 10.0  # a Pico that resets comes back on USB within a few seconds
 STOP_REASONS = tuple(label for _value, label in m.ENUMS["stop_reason"])
 ORIGINS = tuple(label for value, label in m.ENUMS["origin"] if value)  # not "unset"
 PHASES = tuple(label for value, label in m.ENUMS["phase"] if value)  # "unset" cannot be set
@@ -475,9 +476,12 @@ class PumpClient:
         baudrate: int = 115200,
         keys: dict[str, bytes] | None = None,
         role: str = "clinician",
+        reconnect_s: float = DEFAULT_RECONNECT_S,
     ):
         """keys: {role: key} (host/keys.py); requests that need a role are signed with
-        `role`'s key in a session the client opens on first need."""
+        `role`'s key in a session the client opens on first need. A port that goes away (a
+        board that resets drops off USB and comes back) is opened again for up to
+        reconnect_s seconds (0: never), and the request in flight carries on as a retry."""
         self.url = url
         self.keys = keys or {}
         self.role = role
@@ -486,6 +490,9 @@ class PumpClient:
         self.timeout = timeout
         self.retries = retries
         self.baudrate = baudrate
+        self.reconnect_s = reconnect_s
+        self.reconnects = 0
+        self._drops = 0  # reconnections during the exchange in progress
         self._port: serial.Serial | None = None
         self._buffer = bytearray()  # bytes read but not yet a whole frame
         self._events: collections.deque[Message] = collections.deque(maxlen=1000)
@@ -554,6 +561,7 @@ class PumpClient:
 
     def _exchange(self, mtype: int, fields: dict[str, Any] | None, signed: bool) -> Message:
         signer = self._session() if signed else None
+        self._drops = 0
         seq = self._next_seq()
         wire = b""
         garbled: DecodeError | None = None
@@ -591,7 +599,9 @@ class PumpClient:
         try:
             self._port.write(wire)
         except (serial.SerialException, OSError) as e:
-            raise errors.PortLost(f"{self.url}: write failed: {e}") from e
+            self._reconnect(f"write failed: {e}")
+            assert self._port is not None
+            self._port.write(wire)
 
     def _read(self) -> None:
         """Read what has arrived (waiting at most the port's short timeout for a byte)."""
@@ -599,7 +609,35 @@ class PumpClient:
         try:
             self._buffer += self._port.read(self._port.in_waiting or 1)
         except (serial.SerialException, OSError) as e:
-            raise errors.PortLost(f"{self.url}: connection lost: {e}") from e
+            # The answer (if any) was lost with the port: the caller's retry resends.
+            self._reconnect(f"connection lost: {e}")
+
+    def _reconnect(self, why: str) -> None:
+        """Open the port again once it is back, within reconnect_s; else PortLost. A port
+        that keeps dropping (more often than there are retries) is lost too."""
+        self._drops += 1
+        if self._drops > self.retries or self.reconnect_s <= 0:
+            self.close()
+            raise errors.PortLost(f"{self.url}: {why}")
+        if self._port is not None:
+            try:
+                self._port.close()
+            except (serial.SerialException, OSError):
+                pass
+        self._port = None
+        self._buffer.clear()
+        deadline = time.monotonic() + self.reconnect_s
+        while True:
+            try:
+                self._port = open_port(self.url, self.baudrate)
+                self.reconnects += 1
+                return
+            except errors.LinkError as e:
+                if time.monotonic() >= deadline:
+                    raise errors.PortLost(
+                        f"{self.url}: {why}; not back within {self.reconnect_s:g} s ({e})"
+                    ) from e
+                time.sleep(0.2)
 
     def _frames(self) -> Iterator[Message | DecodeError]:
         """Whole frames read so far, decoded, each taken out of the buffer as it is given."""

@@ -1,4 +1,5 @@
-"""Find a Pico on USB when no port is given."""
+"""Find a pump on USB when no port is given: the Picos by their USB vendor id, and among
+several (a rig controller is a Pico too) the ones that answer as an intrapump pump."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def find_picos() -> list[str]:
 
 
 def pick_port() -> str:
+    """The one Pico on USB, whatever it runs (make flash: it may not run intrapump yet)."""
     ports = find_picos()
     if not ports:
         raise errors.PortNotFound(
@@ -23,3 +25,30 @@ def pick_port() -> str:
     if len(ports) > 1:
         raise errors.PortNotFound(f"several Picos found ({', '.join(ports)}): pick one with --port")
     return ports[0]
+
+
+def probe(port: str, timeout: float = 0.5) -> str | None:
+    """The board id of the intrapump pump answering on port, or None."""
+    from host.client import PumpClient  # (the client imports nothing from here)
+
+    try:
+        with PumpClient(port, timeout=timeout, retries=0, reconnect_s=0) as pump:
+            return pump.info().board_id
+    except errors.PumpError:
+        return None
+
+
+def pick_pump() -> tuple[str, str]:
+    """(port, what was picked and why) for pumpctl with no --port: the one Pico on USB, or
+    the one of several that answers as a pump; several pumps are listed, not guessed."""
+    ports = find_picos()
+    if len(ports) <= 1:
+        port = pick_port()
+        return port, f"using {port}, the only Pico on USB"
+    found = {port: probe(port) for port in ports}
+    pumps = [port for port, board in found.items() if board]
+    listing = ", ".join(f"{port} ({'pump ' + board if board else 'not an intrapump pump'})"
+                        for port, board in found.items())
+    if len(pumps) != 1:
+        raise errors.PortNotFound(f"several Picos found: {listing}; pick one with --port")
+    return pumps[0], f"using {pumps[0]}; Picos on USB: {listing}"

@@ -18,7 +18,7 @@ from typing import Any
 from host import errors, keys
 from host.cli.ui import EXIT_USAGE, UsageError, err, out
 from host.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT, PumpClient
-from host.discovery import pick_port
+from host.discovery import pick_pump
 
 __all__ = ["EXIT_USAGE", "build_parser", "main", "out", "err"]
 
@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "run", None) is not None:  # needs no pump
             args.run(args)
             return 0
-        url = getattr(args, "port", None) or os.environ.get("PUMPCTL_PORT") or pick_port()
+        url = getattr(args, "port", None) or os.environ.get("PUMPCTL_PORT")
+        if not url:
+            url, picked = pick_pump()
+            err.print(f"pumpctl: {picked}", markup=False, soft_wrap=True)
         keyfile = keys.find(getattr(args, "keys", None), None)
         with PumpClient(
             url,

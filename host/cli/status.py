@@ -8,8 +8,8 @@ import time
 
 from rich.table import Table
 
-from host.cli.ui import Commands, emit, hms, num, out, when
-from host.client import PumpClient, Status
+from host.cli.ui import LEVELS, Commands, emit, hms, num, out, when
+from host.client import ALARM_LEVELS, AlarmEvent, PumpClient, Status
 
 
 def cmd_info(pump: PumpClient, args: argparse.Namespace) -> None:
@@ -69,17 +69,37 @@ def cmd_status(pump: PumpClient, args: argparse.Namespace) -> None:
     n = 0
     while args.count is None or n < args.count:
         if n:
-            time.sleep(args.watch)
+            _alarm_events(pump, args, args.watch)
         s = pump.status()
         n += 1
         if args.json:
             print(json.dumps(s.to_dict()), flush=True)
         else:
+            alarms = ", ".join(s.alarms)
             out.print(
                 f"{hms(s.uptime_s):>14}  {s.mode:<12} {num(s.delivered_ul, 2):>9} uL "
                 f"{num(s.delivered_mcg, 2):>8} mcg {num(s.reservoir_ul / 1000, 3):>8} mL  "
-                f"{', '.join(s.alarms) or '-'}"
+                + (f"[bold red]{alarms}[/]" if alarms else "-")
             )
+
+
+def _alarm_events(pump: PumpClient, args: argparse.Namespace, seconds: float) -> None:
+    """Wait between readings, showing each alarm the pump announces as it comes."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        event = pump.next_event(left)
+        if not isinstance(event, AlarmEvent):
+            continue
+        if args.json:
+            print(json.dumps({"event": "alarm", **event.to_dict()}), flush=True)
+            continue
+        level = LEVELS[ALARM_LEVELS[event.alarm]]
+        if event.active:
+            out.print(f"[bold red]{'ALARM':>14}  {event.alarm} ({level}) raised at "
+                      f"{event.time:%Y-%m-%d %H:%M:%S} UTC[/]")
+        else:
+            out.print(f"[green]{'cleared':>14}  {event.alarm} at "
+                      f"{event.time:%Y-%m-%d %H:%M:%S} UTC[/]")
 
 
 def cmd_counters(pump: PumpClient, args: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,6 +106,26 @@ def test_status_watch_json_lines(sim: SimProcess, capsys: pytest.CaptureFixture[
                        "--port", sim.url)
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(lines) == 3 and all(set(x) == STATUS_KEYS for x in lines)
+
+
+def test_status_watch_shows_alarms_as_they_come(
+    sim: SimProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_up(capsys, sim)
+    rig = sim.rig()
+
+    def needle() -> None:  # while pumpctl waits between its readings
+        time.sleep(0.3)
+        rig.needle("septum", True)  # no refill session: the septum_needle alarm
+        rig.advance(6000)
+
+    threading.Thread(target=needle, daemon=True).start()
+    code, out, _ = run(capsys, "status", "--watch", "1", "--count", "2", "--port", sim.url)
+    rig.close()
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 4, out  # header, reading, the alarm, reading
+    assert "ALARM  septum_needle (alarm) raised" in lines[2]
+    assert lines[3].rstrip().endswith("septum_needle")
 
 
 def test_stop_without_confirm_sends_nothing(
