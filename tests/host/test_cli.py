@@ -52,16 +52,16 @@ def set_up(capsys: pytest.CaptureFixture[str], sim: SimProcess, ceiling: str = "
            fill_ml: str = "20") -> None:
     """A pump ready to program, set up as a clinician would: profile, then refill."""
     code, profile = run_json(capsys, "profile", "set", "--origin", "spinal", "--age", "40",
-                             "--phase", "titration", "--ceiling", ceiling, "--port", sim.url)
+                             "--phase", "titration", "--ceiling", ceiling, "--port", sim.pty)
     assert code == 0 and profile["phase"] == "titration", profile
     code, refill = run_json(capsys, "refill", "--fill-ml", fill_ml, "--concentration", "500",
                             "--concentration-again", "500",
-                            "--drained-ml", "0", "--port", sim.url)
+                            "--drained-ml", "0", "--port", sim.pty)
     assert code == 0 and refill["concentration_mcg_ml"] == 500, refill
 
 
 def test_info_json(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
-    code, data = run_json(capsys, "info", "--port", sim.url)
+    code, data = run_json(capsys, "info", "--port", sim.pty)
     assert code == 0
     assert data == {
         "protocol_version": 1,
@@ -74,36 +74,36 @@ def test_info_json(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_info_human(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "--port", sim.url, "info")
+    code, out, _ = run(capsys, "--port", sim.pty, "info")
     assert code == 0
     assert "board id" in out and "e66118604b3c2a21" in out and "20 mL" in out
 
 
 def test_set_dose_status_stop(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
     set_up(capsys, sim)
-    code, data = run_json(capsys, "set-dose", "412.5", "--port", sim.url)
+    code, data = run_json(capsys, "set-dose", "412.5", "--port", sim.pty)
     assert (code, data) == (0, {
         "mode": "continuous", "daily_dose_mcg": "412.5", "rate_ul_day": "825",
         "utc_offset_min": 0, "steps": [{"start_min": 0, "daily_dose_mcg": "412.5"}],
     })
-    code, out, _ = run(capsys, "set-dose", "400", "--port", sim.url)
+    code, out, _ = run(capsys, "set-dose", "400", "--port", sim.pty)
     assert code == 0 and "400 mcg/day = 800 uL/day" in out
-    code, status = run_json(capsys, "status", "--port", sim.url)
+    code, status = run_json(capsys, "status", "--port", sim.pty)
     assert code == 0 and set(status) == STATUS_KEYS
     assert status["mode"] == "continuous" and status["daily_dose_mcg"] == "400"
     assert status["alarms"] == [] and status["sessions"] == [] and status["phase"] == "titration"
-    code, out, _ = run(capsys, "status", "--port", sim.url)
+    code, out, _ = run(capsys, "status", "--port", sim.pty)
     assert "400 mcg/day at 500 mcg/mL" in out and "800 uL/day" in out and "refill due" in out
     code, data = run_json(capsys, "stop", "--confirm", "--reason", "end_of_therapy",
-                          "--port", sim.url)
+                          "--port", sim.pty)
     assert (code, data) == (0, {"mode": "stopped", "reason": "end_of_therapy"})
-    _, status = run_json(capsys, "status", "--port", sim.url)
+    _, status = run_json(capsys, "status", "--port", sim.pty)
     assert status["mode"] == "stopped"
 
 
 def test_status_watch_json_lines(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "status", "--watch", "0.01", "--count", "3", "--json",
-                       "--port", sim.url)
+                       "--port", sim.pty)
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(lines) == 3 and all(set(x) == STATUS_KEYS for x in lines)
 
@@ -120,7 +120,7 @@ def test_status_watch_shows_alarms_as_they_come(
         rig.advance(6000)
 
     threading.Thread(target=needle, daemon=True).start()
-    code, out, _ = run(capsys, "status", "--watch", "1", "--count", "2", "--port", sim.url)
+    code, out, _ = run(capsys, "status", "--watch", "1", "--count", "2", "--port", sim.pty)
     rig.close()
     lines = out.splitlines()
     assert code == 0 and len(lines) == 4, out  # header, reading, the alarm, reading
@@ -132,37 +132,37 @@ def test_stop_without_confirm_sends_nothing(
     sim: SimProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
     set_up(capsys, sim)
-    run(capsys, "set-dose", "400", "--port", sim.url)
-    code, out, err = run(capsys, "stop", "--port", sim.url)
+    run(capsys, "set-dose", "400", "--port", sim.pty)
+    code, out, err = run(capsys, "stop", "--port", sim.pty)
     assert code == cli.EXIT_USAGE and "needs --confirm" in err
-    _, status = run_json(capsys, "status", "--port", sim.url)
+    _, status = run_json(capsys, "status", "--port", sim.pty)
     assert status["mode"] == "continuous"
 
 
 def test_pump_refusal_exit_4(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
-    code, data = run_json(capsys, "set-dose", "0.5", "--port", sim.url)
+    code, data = run_json(capsys, "set-dose", "0.5", "--port", sim.pty)
     assert code == 4
     assert data["error"]["type"] == "OutOfRange" and data["error"]["rule"] is None
     assert "daily_dose_ng=500 outside" in data["error"]["message"]
-    code, _, err = run(capsys, "set-dose", "0.5", "--port", sim.url)
+    code, _, err = run(capsys, "set-dose", "0.5", "--port", sim.pty)
     assert code == 4 and "pump refused (OUT_OF_RANGE)" in err
 
 
 def test_dose_finer_than_resolution_is_refused_on_host(
     sim: SimProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(capsys, "set-dose", "400.0001", "--port", sim.url)
+    code, _, err = run(capsys, "set-dose", "400.0001", "--port", sim.pty)
     assert code == cli.EXIT_USAGE and "resolution" in err
-    code, _, err = run(capsys, "set-dose", "lots", "--port", sim.url)
+    code, _, err = run(capsys, "set-dose", "lots", "--port", sim.pty)
     assert code == cli.EXIT_USAGE and "not a number" in err
     code, _, err = run(capsys, "refill", "--fill-ml", "20.0000001", "-c", "500", "-C", "500",
-                       "--drained-ml", "0", "--port", sim.url)
+                       "--drained-ml", "0", "--port", sim.pty)
     assert code == cli.EXIT_USAGE and "resolution" in err
-    code, _, err = run(capsys, "set-dose", "5000000", "--port", sim.url)
+    code, _, err = run(capsys, "set-dose", "5000000", "--port", sim.pty)
     assert code == cli.EXIT_USAGE and "does not fit" in err
-    code, _, err = run(capsys, "ack", "nonsense", "--port", sim.url)
+    code, _, err = run(capsys, "ack", "nonsense", "--port", sim.pty)
     assert code == cli.EXIT_USAGE and "low_reservoir" in err
-    _, log = run(capsys, "log", "--json", "--port", sim.url)[:2]
+    _, log = run(capsys, "log", "--json", "--port", sim.pty)[:2]
     assert [json.loads(line)["event"] for line in log.splitlines()] == ["boot"]  # none sent
 
 
@@ -255,20 +255,20 @@ def test_no_keys_sends_nothing_that_needs_a_role(
     sim: SimProcess, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("PUMPCTL_KEYS")
-    code, _, err = run(capsys, "status", "--port", sim.url)
+    code, _, err = run(capsys, "status", "--port", sim.pty)
     assert code == 2 and "no clinician key" in err
-    code, data = run_json(capsys, "info", "--port", sim.url)  # identity needs no role
+    code, data = run_json(capsys, "info", "--port", sim.pty)  # identity needs no role
     assert code == 0 and data["step_nl"] == 250
 
 
 def test_patient_reads_but_cannot_program(
     sim: SimProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, status = run_json(capsys, "status", "--role", "patient", "--port", sim.url)
+    code, status = run_json(capsys, "status", "--role", "patient", "--port", sim.pty)
     assert code == 0 and status["mode"] == "stopped"
-    code, data = run_json(capsys, "set-dose", "400", "--role", "patient", "--port", sim.url)
+    code, data = run_json(capsys, "set-dose", "400", "--role", "patient", "--port", sim.pty)
     assert code == 4 and data["error"]["type"] == "WrongRole"
-    _, status = run_json(capsys, "status", "--port", sim.url)
+    _, status = run_json(capsys, "status", "--port", sim.pty)
     assert status["mode"] == "stopped"
 
 
@@ -277,7 +277,7 @@ def test_wrong_key_is_refused(
 ) -> None:
     forged = tmp_path / "forged.json"
     keys.write(forged, keys.generate())
-    code, data = run_json(capsys, "set-dose", "400", "--keys", str(forged), "--port", sim.url)
+    code, data = run_json(capsys, "set-dose", "400", "--keys", str(forged), "--port", sim.pty)
     assert code == 4 and data["error"]["type"] == "BadTag"
 
 
@@ -287,24 +287,24 @@ def test_bad_key_file(
 ) -> None:
     bad = tmp_path / "keys.json"
     bad.write_text(content)
-    code, _, err = run(capsys, "status", "--keys", str(bad), "--port", sim.url)
+    code, _, err = run(capsys, "status", "--keys", str(bad), "--port", sim.pty)
     assert code == 2 and str(bad) in err
 
 
 def test_log_counters_and_time_sync(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
     set_up(capsys, sim)
-    run(capsys, "set-dose", "400", "--port", sim.url)
-    code, clock = run_json(capsys, "time-sync", "--port", sim.url)
+    run(capsys, "set-dose", "400", "--port", sim.pty)
+    code, clock = run_json(capsys, "time-sync", "--port", sim.pty)
     assert code == 0 and clock["clock"].startswith("20")
-    code, out, _ = run(capsys, "log", "--json", "--port", sim.url)
+    code, out, _ = run(capsys, "log", "--json", "--port", sim.pty)
     events = [json.loads(line) for line in out.splitlines()]
     assert [e["event"] for e in events] == [
         "boot", "profile", "refill_begin", "refill_commit", "program", "clock_set"]
     assert set(events[4]) == {"number", "time", "event", "role", "rule", "type", "a", "b", "c"}
     assert events[4]["role"] == "clinician" and events[4]["a"] == 400_000
-    code, out, _ = run(capsys, "log", "--port", sim.url)
+    code, out, _ = run(capsys, "log", "--port", sim.pty)
     assert "continuous 400 mcg/day" in out and "filled 20 mL at 500 mcg/mL" in out
-    code, counts = run_json(capsys, "counters", "--port", sim.url)
+    code, counts = run_json(capsys, "counters", "--port", sim.pty)
     assert code == 0 and counts["REPLAY"] == 0 and len(counts) == len(m.ERRORS)
     assert counts["LIMIT"] == counts["TOO_SOON"] == 0
 
@@ -313,21 +313,21 @@ def test_log_counters_and_time_sync(sim: SimProcess, capsys: pytest.CaptureFixtu
 
 
 def test_profile_show_and_set(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "profile", "--port", sim.url)
+    code, out, _ = run(capsys, "profile", "--port", sim.pty)
     assert code == 0 and "no patient profile" in out
     code, data = run_json(capsys, "profile", "set", "--origin", "cerebral", "--age", "12",
                           "--phase", "titration", "--ceiling", "800", "--catheter-ml", "0.25",
-                          "--infusion-start", "2026-12-24T10:00", "--port", sim.url)
+                          "--infusion-start", "2026-12-24T10:00", "--port", sim.pty)
     assert (code, data) == (0, {
         "origin": "cerebral", "age_years": 12, "phase": "titration", "ceiling_mcg_day": "800",
         "catheter_ml": "0.25", "infusion_start": "2026-12-24T10:00:00+00:00",
     })
-    code, shown = run_json(capsys, "profile", "show", "--port", sim.url)
+    code, shown = run_json(capsys, "profile", "show", "--port", sim.pty)
     assert (code, shown) == (0, data)
-    code, out, _ = run(capsys, "profile", "--port", sim.url)
+    code, out, _ = run(capsys, "profile", "--port", sim.pty)
     assert "cerebral" in out and "800 mcg/day" in out and "0.25 mL" in out
     code, data = run_json(capsys, "profile", "set", "--origin", "spinal", "--age", "3",
-                          "--phase", "titration", "--ceiling", "800", "--port", sim.url)
+                          "--phase", "titration", "--ceiling", "800", "--port", sim.pty)
     assert code == 4 and data["error"]["type"] == "Limit"
     assert (data["error"]["rule"], data["error"]["requested"], data["error"]["allowed"],
             data["error"]["unit"]) == ("patient_age", 3, 4, "years")
@@ -337,39 +337,39 @@ def test_profile_show_and_set(sim: SimProcess, capsys: pytest.CaptureFixture[str
 def test_nothing_programs_before_profile_and_refill(
     sim: SimProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, data = run_json(capsys, "set-dose", "400", "--port", sim.url)
+    code, data = run_json(capsys, "set-dose", "400", "--port", sim.pty)
     assert code == 4 and data["error"]["type"] == "InvalidState"
     assert data["error"]["rule"] == "profile_required"
-    code, _, err = run(capsys, "set-dose", "400", "--port", sim.url)
+    code, _, err = run(capsys, "set-dose", "400", "--port", sim.pty)
     assert code == 4 and "INVALID_STATE profile_required" in err and "set one first" in err
 
 
 def test_refill(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
     run(capsys, "profile", "set", "--origin", "spinal", "--age", "40", "--phase", "titration",
-        "--ceiling", "1500", "--port", sim.url)
+        "--ceiling", "1500", "--port", sim.pty)
     code, data = run_json(capsys, "refill", "--fill-ml", "20", "-c", "300", "-C", "300",
                           "--drained-ml", "0",
-                          "--port", sim.url)
+                          "--port", sim.pty)
     assert code == 4 and data["error"]["type"] == "NotConfirmed"
     assert (data["error"]["rule"], data["error"]["requested"]) == ("custom_concentration", 300)
-    _, status = run_json(capsys, "status", "--port", sim.url)
+    _, status = run_json(capsys, "status", "--port", sim.pty)
     assert (status["sessions"], status["concentration_mcg_ml"]) == ([], 0)  # aborted, unchanged
     code, data = run_json(capsys, "refill", "--fill-ml", "20", "-c", "300", "-C", "300",
                           "--drained-ml", "0",
-                          "--confirm", "custom_concentration", "--port", sim.url)
+                          "--confirm", "custom_concentration", "--port", sim.pty)
     assert code == 0 and (data["reservoir_ml"], data["concentration_mcg_ml"]) == ("20", 300)
     assert set(data) == {"reservoir_ml", "concentration_mcg_ml", "expected_ml", "low_at",
                          "refill_at"}
     code, _, err = run(capsys, "refill", "--fill-ml", "20", "-c", "500", "-C", "500",
                        "--drained-ml", "4",
-                       "--port", sim.url)
+                       "--port", sim.pty)
     assert code == 4 and "drain_mismatch" in err and "drained 4 mL, expected 20 mL" in err
     code, out, _ = run(capsys, "refill", "--fill-ml", "20", "-c", "500", "-C", "500",
                        "--drained-ml", "4",
-                       "--confirm", "drain_mismatch", "--port", sim.url)
+                       "--confirm", "drain_mismatch", "--port", sim.pty)
     assert code == 0 and "20 mL at 500 mcg/mL" in out
     code, _, err = run(capsys, "refill", "--fill-ml", "20", "-c", "500",
-                       "--concentration-again", "50", "--drained-ml", "20", "--port", sim.url)
+                       "--concentration-again", "50", "--drained-ml", "20", "--port", sim.pty)
     assert code == 4 and "entered 500 mcg/mL, then 50 mcg/mL" in err
 
 
@@ -378,91 +378,91 @@ def test_a_limit_shows_rule_requested_and_allowed(
 ) -> None:
     set_up(capsys, sim, ceiling="1500")
     code, data = run_json(capsys, "set-dose", "2000", "--confirm", "high_dose",
-                          "--port", sim.url)
+                          "--port", sim.pty)
     assert code == 4
     assert data["error"]["type"] == "Limit" and data["error"]["code"] == "LIMIT"
     assert (data["error"]["rule"], data["error"]["requested"], data["error"]["allowed"],
             data["error"]["unit"], data["error"]["request"]) == (
         "hard_ceiling", 2_000_000, 1_500_000, "ng/day", "SET_CONTINUOUS")
-    code, _, err = run(capsys, "set-dose", "2000", "--confirm", "high_dose", "--port", sim.url)
+    code, _, err = run(capsys, "set-dose", "2000", "--confirm", "high_dose", "--port", sim.pty)
     assert code == 4
     assert "LIMIT hard_ceiling): asked 2000 mcg/day, at most 1500 mcg/day" in err
-    _, status = run_json(capsys, "status", "--port", sim.url)
+    _, status = run_json(capsys, "status", "--port", sim.pty)
     assert status["mode"] == "stopped"  # refused: nothing programmed
-    code, out, _ = run(capsys, "log", "--port", sim.url)
+    code, out, _ = run(capsys, "log", "--port", sim.pty)
     assert "hard_ceiling" in out and "asked 2000 mcg/day" in out
 
 
 def test_too_soon_shows_the_wait(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
     set_up(capsys, sim)
-    run(capsys, "set-dose", "400", "--port", sim.url)
-    code, data = run_json(capsys, "set-dose", "450", "--port", sim.url)
+    run(capsys, "set-dose", "400", "--port", sim.pty)
+    code, data = run_json(capsys, "set-dose", "450", "--port", sim.pty)
     assert code == 4 and data["error"]["type"] == "TooSoon"
     assert (data["error"]["rule"], data["error"]["wait_s"]) == ("first_24h", 86_400)
-    code, _, err = run(capsys, "set-dose", "450", "--port", sim.url)
+    code, _, err = run(capsys, "set-dose", "450", "--port", sim.pty)
     assert "TOO_SOON first_24h" in err and "allowed in 1 d" in err
     rig = sim.rig()
     rig.advance(86_400_000)
     rig.close()
-    code, data = run_json(capsys, "set-dose", "450", "--port", sim.url)
+    code, data = run_json(capsys, "set-dose", "450", "--port", sim.pty)
     assert code == 0 and data["daily_dose_mcg"] == "450"
 
 
 def test_confirmations_for_set_dose(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
     set_up(capsys, sim, ceiling="2000")
-    code, data = run_json(capsys, "set-dose", "1200", "--port", sim.url)
+    code, data = run_json(capsys, "set-dose", "1200", "--port", sim.pty)
     assert code == 4 and data["error"]["type"] == "NotConfirmed"
     assert (data["error"]["rule"], data["error"]["allowed"]) == ("high_dose", 1_000_000)
-    code, _, err = run(capsys, "set-dose", "1200", "--port", sim.url)
+    code, _, err = run(capsys, "set-dose", "1200", "--port", sim.pty)
     assert "NOT_CONFIRMED high_dose" in err and "without confirmation" in err
     code, data = run_json(capsys, "set-dose", "1200", "--confirm", "high_dose",
-                          "--port", sim.url)
+                          "--port", sim.pty)
     assert code == 0 and set(data) == PROGRAM_KEYS
-    code, data = run_json(capsys, "set-dose", "500", "--port", sim.url)
+    code, data = run_json(capsys, "set-dose", "500", "--port", sim.pty)
     assert code == 4 and data["error"]["rule"] == "large_decrease"
     code, data = run_json(capsys, "set-dose", "500", "--confirm", "large_decrease",
-                          "--port", sim.url)
+                          "--port", sim.pty)
     assert code == 0 and data["daily_dose_mcg"] == "500"
 
 
 def test_suspend_resume_bolus(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
     set_up(capsys, sim)
-    run(capsys, "set-dose", "400", "--port", sim.url)
-    code, data = run_json(capsys, "bolus", "50", "--minutes", "10", "--port", sim.url)
+    run(capsys, "set-dose", "400", "--port", sim.pty)
+    code, data = run_json(capsys, "bolus", "50", "--minutes", "10", "--port", sim.pty)
     assert (code, data["kind"], data["dose_mcg"], data["volume_ul"], data["duration_s"]) == (
         0, "clinician", "50", "100", 600)
-    code, _, err = run(capsys, "bolus", "50", "--port", sim.url)
+    code, _, err = run(capsys, "bolus", "50", "--port", sim.pty)
     assert code == 4 and "a bolus is running" in err
-    code, _, err = run(capsys, "suspend", "--port", sim.url)
+    code, _, err = run(capsys, "suspend", "--port", sim.pty)
     assert code == cli.EXIT_USAGE and "needs --confirm" in err
-    code, data = run_json(capsys, "suspend", "--confirm", "--port", sim.url)
+    code, data = run_json(capsys, "suspend", "--confirm", "--port", sim.pty)
     assert (code, data) == (0, {"reason": "clinician_decision", "rate_ul_day": "48"})
-    _, status = run_json(capsys, "status", "--port", sim.url)
+    _, status = run_json(capsys, "status", "--port", sim.pty)
     assert status["mode"] == "minimum_rate" and status["bolus"] == "none"
-    code, out, _ = run(capsys, "resume", "--port", sim.url)
+    code, out, _ = run(capsys, "resume", "--port", sim.pty)
     assert code == 0 and "resumed continuous infusion: 400 mcg/day" in out
-    code, data = run_json(capsys, "resume", "--port", sim.url)
+    code, data = run_json(capsys, "resume", "--port", sim.pty)
     assert code == 4 and data["error"]["type"] == "InvalidState"  # already running
 
 
 def test_alarms_and_ack(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> None:
-    code, data = run_json(capsys, "alarms", "--port", sim.url)
+    code, data = run_json(capsys, "alarms", "--port", sim.pty)
     assert (code, data) == (0, {"alarms": [], "unacknowledged": [], "silenced_until": None})
-    code, _, err = run(capsys, "ack", "--port", sim.url)
+    code, _, err = run(capsys, "ack", "--port", sim.pty)
     assert code == cli.EXIT_USAGE and "--all" in err
     set_up(capsys, sim, fill_ml="2")  # at the low-reservoir level
     rig = sim.rig()
     rig.advance(1000)
     rig.close()
-    code, data = run_json(capsys, "alarms", "--port", sim.url)
+    code, data = run_json(capsys, "alarms", "--port", sim.pty)
     assert (code, data) == (0, {"alarms": ["low_reservoir"], "unacknowledged": ["low_reservoir"],
                                 "silenced_until": None})
-    code, out, _ = run(capsys, "alarms", "--port", sim.url)
+    code, out, _ = run(capsys, "alarms", "--port", sim.pty)
     assert "low_reservoir" in out and "acknowledged" in out
-    code, data = run_json(capsys, "ack", "--all", "--port", sim.url)
+    code, data = run_json(capsys, "ack", "--all", "--port", sim.pty)
     assert (code, data) == (0, {"acknowledged": ["low_reservoir"], "alarms": ["low_reservoir"],
                                 "unacknowledged": [], "silenced_until": None})
-    code, data = run_json(capsys, "alarms", "--port", sim.url)
+    code, data = run_json(capsys, "alarms", "--port", sim.pty)
     assert data["alarms"] == ["low_reservoir"] and data["unacknowledged"] == []
-    code, out, _ = run(capsys, "log", "--port", sim.url)
+    code, out, _ = run(capsys, "log", "--port", sim.pty)
     assert "low_reservoir raised" in out
