@@ -20,7 +20,7 @@ import secrets
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -846,14 +846,20 @@ class PumpClient:
         drained_ml: Number = 0,
         concentration_again: int | None = None,
         confirm: Iterable[str] | str = (),
+        during: Callable[[], object] | None = None,
     ) -> RefillDone:
         """A whole refill: open the session, commit. If the pump refuses the commit, the
         session is aborted (the outlet reopens, nothing changed) and the refusal raised. A
-        value the host refuses opens no session."""
+        value the host refuses opens no session. `during` runs while the session is open,
+        before the commit: a maintenance dose change belongs to the refill visit (label
+        2.6), e.g. during=lambda: pump.set_continuous("560"); if it raises, the session is
+        aborted and its exception raised."""
         fields = _refill_fields(fill_ml, concentration, drained_ml, concentration_again,
                                 confirm, "baclofen")
         self.refill_begin()
         try:
+            if during is not None:
+                during()
             return self._commit(fields)
         except (errors.ProtocolError, ValueError):
             try:

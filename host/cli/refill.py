@@ -17,6 +17,7 @@ from rich.table import Table
 from firmware import config
 from firmware.core import rules
 from host import errors, refill_calc
+from host.cli import program as program_cmd
 from host.cli.ui import Commands, UsageError, confirm_option, emit, err, num, out, when
 from host.client import Program, PumpClient, RefillDone
 from host.units import duration, mcg_to_ng, ml_to_nl, nl_to_ml
@@ -248,8 +249,10 @@ def _session(
         out.print(f"  [yellow]{num(fill, 6)} mL is at or under the low-reservoir alarm level "
                   f"({num(LOW_ML)} mL)[/]")
 
+    if getattr(args, "schedule", None) is not None:  # the dose change of this visit
+        args.program_refused = program_cmd.at_refill(pump, args)
     done = pump.refill_commit(fill, conc, drained_ml=drained, concentration_again=again,
-                              confirm=confirms)
+                              confirm=[c for c in confirms if c in REFILL_CONFIRMATIONS])
     return done, drained
 
 
@@ -281,8 +284,16 @@ def show_done(pump: PumpClient, r: RefillDone, drained: Decimal) -> None:
 
 def scripted(pump: PumpClient, args: argparse.Namespace) -> None:
     try:
+        during: Callable[[], None] | None = None
+        if getattr(args, "schedule", None) is not None:  # the dose change of this visit
+            def change() -> None:
+                args.program_refused = program_cmd.at_refill(pump, args)
+
+            during = change
         r = pump.refill(args.fill_ml, args.concentration, drained_ml=args.drained_ml,
-                        concentration_again=args.concentration_again, confirm=args.confirm)
+                        concentration_again=args.concentration_again,
+                        confirm=[c for c in args.confirm if c in REFILL_CONFIRMATIONS],
+                        during=during)
     except KeyboardInterrupt:
         if "refill" in _sessions(pump):
             abort(pump, "interrupted: Ctrl-C")
@@ -307,6 +318,7 @@ def _sessions(pump: PumpClient) -> tuple[str, ...]:
 
 def cmd_refill(pump: PumpClient, args: argparse.Namespace) -> None:
     values = (args.drained_ml, args.fill_ml, args.concentration, args.concentration_again)
+    args.program_refused = None
     if all(v is not None for v in values):
         scripted(pump, args)
     elif args.json or not sys.stdin.isatty():
@@ -314,6 +326,8 @@ def cmd_refill(pump: PumpClient, args: argparse.Namespace) -> None:
                          "--fill-ml, or run pumpctl refill at a terminal to be guided")
     else:
         guided(pump, args)
+    if args.program_refused is not None:  # refilled, but the program change was refused
+        raise args.program_refused
 
 
 # --- refill calc ------------------------------------------------------------------------------
@@ -391,6 +405,9 @@ def _plan(args: argparse.Namespace) -> refill_calc.RefillPlan:
 ORDER = 30
 
 
+REFILL_CONFIRMATIONS = ("custom_concentration", "drain_mismatch")
+
+
 def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     """The commands of this module, on pumpctl's parser."""
     p = sub.add_parser(
@@ -412,8 +429,15 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
                    help="the concentration entered a second time, from the label (a second"
                         " person reads it): the pump refuses a mismatch")
     p.add_argument("--fill-ml", metavar="ML", help="volume now in the reservoir, mL")
-    confirm_option(p, ("custom_concentration", "drain_mismatch"))
-    p.set_defaults(func=cmd_refill)
+    p.add_argument("--program", metavar="FILE", dest="program_file",
+                   action=program_cmd.LoadSchedule,
+                   help="a schedule file (as pumpctl program) to review and send during the "
+                   "visit, before the commit: in maintenance a dose increase is allowed only "
+                   "at a refill (label 2.6)")
+    p.add_argument("--yes", action="store_true",
+                   help="with --program: send it without asking (scripts)")
+    confirm_option(p, REFILL_CONFIRMATIONS + program_cmd.CONFIRMATIONS)
+    p.set_defaults(func=cmd_refill, schedule=None)
 
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     q = actions.add_parser(

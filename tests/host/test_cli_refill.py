@@ -380,3 +380,52 @@ def test_calc_low_fill_is_due_at_once(capsys: pytest.CaptureFixture[str]) -> Non
     code, out, _ = run(capsys, "refill", "calc", "-c", "500", "--dose", "400", "--fill-ml", "5",
                        "--start", "2027-03-01T10:00")
     assert code == 0 and "refill due at once" in out
+
+
+def test_a_maintenance_increase_goes_with_the_refill_visit(
+    sim: SimProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Label 2.6: in maintenance the dose rises only at a refill, +40 % at most (spinal).
+    with PumpClient(sim.pty, keys=sim.keys()) as pump:
+        pump.set_profile("spinal", 40, "maintenance", "1500", "0.2")
+        pump.refill("20", 500, drained_ml="0", concentration_again=500)
+        pump.set_continuous("400")
+    rig = sim.rig()
+    rig.advance(25 * 3_600_000)
+    rig.close()
+    schedule = tmp_path / "visit.toml"
+    schedule.write_text('drug = "baclofen"\nconcentration = 500\n\n[continuous]\ndose = 560\n')
+    code, _, err = run(capsys, "program", str(schedule), "--yes", "--port", sim.pty)
+    assert code == 4 and "maintenance_at_refill" in err, err  # not outside a visit
+    with PumpClient(sim.pty, keys=sim.keys()) as pump:
+        drained = pump.status().reservoir_ul / 1000
+    code, out, err = run(capsys, "refill", "--drained-ml", str(drained), "--fill-ml", "20",
+                         "-c", "500", "-C", "500", "--program", str(schedule), "--yes",
+                         "--port", sim.pty)
+    assert code == 0, err
+    assert "programmed continuous infusion: 560 mcg/day" in out and "refilled" in out
+    with PumpClient(sim.pty, keys=sim.keys()) as pump:
+        assert pump.program().daily_dose_mcg == 560
+        assert pump.status().sessions == ()
+        assert "escalation" in pump.alarm_state().alarms  # +40 %: the catheter notice
+
+
+def test_a_refused_visit_change_keeps_the_refill(
+    sim: SimProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with PumpClient(sim.pty, keys=sim.keys()) as pump:
+        pump.set_profile("spinal", 40, "maintenance", "1500", "0.2")
+        pump.refill("20", 500, drained_ml="0", concentration_again=500)
+        pump.set_continuous("400")
+    schedule = tmp_path / "visit.toml"
+    schedule.write_text('drug = "baclofen"\nconcentration = 500\n\n[continuous]\ndose = 450\n')
+    with PumpClient(sim.pty, keys=sim.keys()) as pump:
+        drained = pump.status().reservoir_ul / 1000
+    code, out, err = run(capsys, "refill", "--drained-ml", str(drained), "--fill-ml", "20",
+                         "-c", "500", "-C", "500", "--program", str(schedule), "--yes",
+                         "--port", sim.pty)
+    assert code == 4 and "first_24h" in err, err  # still the first 24 h of infusion
+    assert "refill goes on without the program change" in out and "refilled" in out
+    with PumpClient(sim.pty, keys=sim.keys()) as pump:
+        assert pump.program().daily_dose_mcg == 400
+        assert pump.status().reservoir_ul == 20_000
