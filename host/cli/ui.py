@@ -60,9 +60,11 @@ def confirmed(args: argparse.Namespace, warning: str, word: str, what: str) -> N
 
 
 def confirm_option(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
-    p.add_argument("--confirm", nargs="+", action="extend", default=[], choices=names,
-                   metavar="NAME", help=f"confirm what the pump asks to confirm: "
-                   f"{', '.join(names)}")
+    # One name per --confirm (repeat it for two): a list option would swallow a file
+    # argument that follows it.
+    p.add_argument("--confirm", action="append", default=[], choices=names,
+                   metavar="NAME", help=f"confirm what the pump asks to confirm (repeat for "
+                   f"each): {', '.join(names)}")
 
 
 def hms(seconds: int) -> str:
