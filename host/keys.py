@@ -6,11 +6,14 @@ Where pumpctl looks, first match wins: --keys FILE, $PUMPCTL_KEYS,
 
 Provisioning a board (see README): `python -m host.keys new FILE` makes fresh random keys,
 `make flash KEYS=FILE` puts them on the board, and the file stays with whoever holds the roles
-(a clinician's copy may leave out "service"; a patient's holds only "patient")."""
+(a clinician's copy may leave out "service"; a patient's holds only "patient"). `pumpctl keys`
+(host/cli/keycmd.py) does the same and more: generate, show (fingerprints), provision (keys.json
+alone, by the flash procedure) and rotate."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -32,6 +35,13 @@ class KeyFileError(errors.PumpError):
 
 def generate() -> dict[str, bytes]:
     return {role: secrets.token_bytes(m.KEY_SIZE) for role in ROLES}
+
+
+def fingerprint(key: bytes) -> str:
+    """A key's fingerprint, to tell keys apart without showing them: the first 8 bytes of
+    its SHA-256, as hex in groups of 4 digits (e.g. 3f9a:1c2b:77de:0a41)."""
+    digest = hashlib.sha256(key).hexdigest()[:16]
+    return ":".join(digest[i:i + 4] for i in range(0, 16, 4))
 
 
 def write(path: Path, keys: dict[str, bytes]) -> None:
