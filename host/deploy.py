@@ -145,7 +145,8 @@ def deploy(port: str, plan: list[tuple[Path, str]]) -> None:
         f"try:\n os.mkdir({d!r})\nexcept OSError:\n pass\n" for d in dirs
     )
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=say
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=say,
+        disable=not say.is_terminal,  # a bar in a log file or a pipe is noise
     ) as bar:
         task = bar.add_task("copying", total=len(plan) + 2)
         mpremote(port, "exec", make_dirs)

@@ -27,6 +27,8 @@ def command_modules() -> list[ModuleType]:
     """The modules of this package that add commands, in their ORDER (then by name)."""
     found = []
     for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):  # __main__ runs pumpctl: not a command module
+            continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         if callable(getattr(module, "register", None)):
             found.append(module)
@@ -111,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `pumpctl log | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -466,3 +469,25 @@ def test_alarms_and_ack(sim: SimProcess, capsys: pytest.CaptureFixture[str]) -> 
     assert data["alarms"] == ["low_reservoir"] and data["unacknowledged"] == []
     code, out, _ = run(capsys, "log", "--port", sim.pty)
     assert "low_reservoir raised" in out
+
+
+def test_python_dash_m_runs_pumpctl_once() -> None:
+    # host/cli/__main__.py is not a command module: importing it would run pumpctl again.
+    assert all(not mod.__name__.endswith("__main__") for mod in cli.command_modules())
+    proc = subprocess.run([sys.executable, "-m", "host.cli", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.count("usage: pumpctl") == 1
+
+
+def test_a_reader_that_leaves_early_is_no_error(sim: SimProcess) -> None:
+    # `pumpctl log | head -1`: stdout closes under pumpctl; no traceback, exit 0.
+    env = {**os.environ, "PUMPCTL_KEYS": sim.keyfile}
+    script = ("import sys; from host.cli import main; "
+              "sys.exit(main(['log', '--format', 'csv', '--port', sys.argv[1]]))")
+    proc = subprocess.Popen([sys.executable, "-c", script, sim.pty], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # gone before pumpctl has read the log: its first write fails
+    code = proc.wait(60)
+    err = proc.stderr.read()
+    assert code == 0 and b"Traceback" not in err and b"Broken pipe" not in err, err
