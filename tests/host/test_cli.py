@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import serial
+from clikit import run, run_json
 
 from hil.launcher import SimProcess
 from host import cli, discovery, keys
@@ -28,27 +29,10 @@ STATUS_KEYS = {
 PROGRAM_KEYS = {"mode", "daily_dose_mcg", "rate_ul_day", "utc_offset_min", "steps"}
 
 
-@pytest.fixture(autouse=True)
-def sim_keys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests against the simulator hold its development keys, as a user who exported
-    PUMPCTL_KEYS would; no test sees the user's own key files."""
-    monkeypatch.setattr(keys, "CONFIG_DIR", Path("/nonexistent/intrapump-keys"))
-    monkeypatch.delenv("PUMPCTL_KEYS", raising=False)
-    if "sim" in request.fixturenames:
-        monkeypatch.setenv("PUMPCTL_KEYS", request.getfixturevalue("sim").keyfile)
-    monkeypatch.setattr(cli.out, "width", 200)  # tables unwrapped, as in a wide terminal
+
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return code, captured.out, captured.err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
-    code, out, _ = run(capsys, *argv, "--json")
-    return code, json.loads(out)
 
 
 def set_up(capsys: pytest.CaptureFixture[str], sim: SimProcess, ceiling: str = "1500",

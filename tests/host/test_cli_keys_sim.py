@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clikit import run, run_json
 
 from hil.launcher import SimProcess
 from host import cli, deploy, discovery, errors, keys
@@ -37,16 +38,6 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return config
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return code, captured.out, captured.err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
-    code, out, _ = run(capsys, *argv, "--json")
-    return code, json.loads(out)
 
 
 def secrets_of(path: Path) -> list[str]:

@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from clikit import run, run_json
 
 from hil.launcher import SimProcess
 from hil.suites.kit import prepare
-from host import cli, keys
+from host import cli
 from host.cli.log import CSV_COLUMNS, read_events
 from host.cli.plot import load_samples
 from host.cli.ui import UsageError
@@ -215,28 +216,10 @@ def test_readings_files(tmp_path: Path) -> None:
 # --- against the simulator -----------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def sim_keys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keys, "CONFIG_DIR", Path("/nonexistent/intrapump-keys"))
-    monkeypatch.delenv("PUMPCTL_KEYS", raising=False)
-    monkeypatch.delenv("PUMPCTL_PORT", raising=False)
-    if "sim" in request.fixturenames:
-        sim = request.getfixturevalue("sim")
-        monkeypatch.setenv("PUMPCTL_KEYS", sim.keyfile)
-        monkeypatch.setenv("PUMPCTL_PORT", sim.pty)  # (closing a socket:// URL takes 0.3 s)
-    monkeypatch.setattr(cli.out, "width", 200)
+
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return code, captured.out, captured.err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
-    code, out, _ = run(capsys, *argv, "--json")
-    return code, json.loads(out)
 
 
 def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

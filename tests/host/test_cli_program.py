@@ -13,9 +13,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from clikit import run
 
 from hil.launcher import SimProcess
-from host import cli, keys
+from host import cli
 from host import schedule as sched
 from host.cli import program as prog
 from host.client import PatientBolus, Profile, Program, Screening, ScreeningDose, Status, Step
@@ -51,21 +52,9 @@ max_per_day = 3
 """
 
 
-@pytest.fixture(autouse=True)
-def sim_keys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """As tests/host/test_cli.py: the simulator's keys, never the user's; wide tables."""
-    monkeypatch.setattr(keys, "CONFIG_DIR", Path("/nonexistent/intrapump-keys"))
-    monkeypatch.delenv("PUMPCTL_KEYS", raising=False)
-    if "sim" in request.fixturenames:
-        monkeypatch.setenv("PUMPCTL_KEYS", request.getfixturevalue("sim").keyfile)
-    monkeypatch.setattr(cli.out, "width", 200)
 
+pytestmark = pytest.mark.usefixtures("cli_env")
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return code, captured.out, captured.err
 
 
 def run_lines(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[dict]]:

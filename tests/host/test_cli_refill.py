@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clikit import run, run_json
 
 from hil.launcher import SimProcess
-from host import cli, keys
-from host.cli import ui
+from host import cli
 from host.client import PumpClient
 
 DONE_KEYS = {"reservoir_ml", "concentration_mcg_ml", "expected_ml", "low_at", "refill_at"}
@@ -26,27 +26,10 @@ CALC_KEYS = {
 DAY_MS = 86_400_000
 
 
-@pytest.fixture(autouse=True)
-def sim_keys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """As in test_cli.py: the simulator's development keys, never the user's; wide consoles."""
-    monkeypatch.setattr(keys, "CONFIG_DIR", Path("/nonexistent/intrapump-keys"))
-    monkeypatch.delenv("PUMPCTL_KEYS", raising=False)
-    if "sim" in request.fixturenames:
-        monkeypatch.setenv("PUMPCTL_KEYS", request.getfixturevalue("sim").keyfile)
-    monkeypatch.setattr(ui.out, "width", 200)
-    monkeypatch.setattr(ui.err, "width", 200)
+
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return code, captured.out, captured.err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
-    code, out, _ = run(capsys, *argv, "--json")
-    return code, json.loads(out)
 
 
 Answer = str | BaseException | Callable[[], str]

@@ -3,15 +3,13 @@ starting dose the label suggests, and the catheter access port session with its 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from clikit import run, run_json
 
 from hil.launcher import SimProcess
-from host import cli, keys
-from host.cli import ui
+from host import cli
 
 DAY_MS = 86_400_000
 SCREENING_KEYS = {"next_dose_mcg", "next_at", "given", "phase", "suggestion", "ladder_done"}
@@ -22,27 +20,10 @@ GIVE_KEYS = {"kind", "dose_mcg", "volume_ul", "duration_s", "ends_at", "next_dos
 CAP_KEYS = {"cap_valve", "until", "sessions"}
 
 
-@pytest.fixture(autouse=True)
-def sim_keys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """As in test_cli.py: the simulator's development keys, never the user's; wide consoles."""
-    monkeypatch.setattr(keys, "CONFIG_DIR", Path("/nonexistent/intrapump-keys"))
-    monkeypatch.delenv("PUMPCTL_KEYS", raising=False)
-    if "sim" in request.fixturenames:
-        monkeypatch.setenv("PUMPCTL_KEYS", request.getfixturevalue("sim").keyfile)
-    monkeypatch.setattr(ui.out, "width", 200)
-    monkeypatch.setattr(ui.err, "width", 200)
+
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return code, captured.out, captured.err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
-    code, out, _ = run(capsys, *argv, "--json")
-    return code, json.loads(out)
 
 
 def set_up(capsys: pytest.CaptureFixture[str], sim: SimProcess, phase: str = "screening",
