@@ -37,17 +37,19 @@ const CONSTRUCT_IMPORT = /^\s*(?:import|from)\s+construct\b/m;
 function usage(msg) {
   if (msg) process.stderr.write(`run_lane: ${msg}\n`);
   process.stderr.write(
-    "usage: node tests/mp/run_lane.mjs [--json OUT] [--timeout S] [--heap BYTES] [SELECT...]\n",
+    "usage: node tests/mp/run_lane.mjs [--lane board|rig] [--json OUT] [--timeout S] " +
+      "[--heap BYTES] [SELECT...]\n",
   );
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const opts = { json: null, timeout: 60, heap: 4 * 1024 * 1024, select: [] };
+  const opts = { lane: "board", json: null, timeout: 60, heap: 4 * 1024 * 1024, select: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => (i + 1 < argv.length ? argv[++i] : usage(`${a} needs a value`));
-    if (a === "--json") opts.json = value();
+    if (a === "--lane") opts.lane = value();
+    else if (a === "--json") opts.json = value();
     else if (a === "--timeout") opts.timeout = Number(value());
     else if (a === "--heap") opts.heap = Number(value());
     else if (a === "-h" || a === "--help") usage();
@@ -55,6 +57,7 @@ function parseArgs(argv) {
     else opts.select.push(a);
   }
   if (!(opts.timeout > 0) || !(opts.heap > 0)) usage("--timeout and --heap must be positive");
+  if (!(opts.lane in LANES)) usage(`--lane is one of ${Object.keys(LANES).join(", ")}`);
   return opts;
 }
 
@@ -88,10 +91,31 @@ function boardProtocolFiles() {
 }
 
 // {files: [test file paths], only: {path: [test names]} | null}
-function selectTests(select) {
-  const all = walk("tests/board", (n) => n.startsWith("test_") && isPy(n)).filter(
-    (p) => p.split("/").length === 3,
-  );
+// What each lane copies to the VM and which test files it runs there: the pump's firmware
+// and board-side protocol with tests/board, or the rig controller (hil/rigctl) with its core
+// tests and their fake board.
+const LANES = {
+  board: {
+    copy: () => [
+      ...walk("firmware", isPy),
+      ...boardProtocolFiles(),
+      ...walk("protocol/vectors", () => true),
+      ...walk("tests/board", () => true),
+    ],
+    tests: () =>
+      walk("tests/board", (n) => n.startsWith("test_") && isPy(n)).filter(
+        (p) => p.split("/").length === 3,
+      ),
+  },
+  rig: {
+    copy: () => ["hil/__init__.py", ...walk("hil/rigctl", isPy), "tests/rig/rigfake.py",
+                 "tests/rig/test_rigctl_core.py"],
+    tests: () => ["tests/rig/test_rigctl_core.py"],
+  },
+};
+
+function selectTests(select, lane) {
+  const all = LANES[lane].tests();
   if (select.length === 0) return { files: all, only: null };
   const files = new Set();
   const only = {};
@@ -122,14 +146,8 @@ async function main() {
     process.stderr.write(`run_lane: ${vmPackage} is missing: run 'make setup' (npm ci) first\n`);
     process.exit(2);
   }
-  const { files, only } = selectTests(opts.select);
-  const copy = [
-    ...walk("firmware", isPy),
-    ...boardProtocolFiles(),
-    ...walk("protocol/vectors", () => true),
-    ...walk("tests/board", () => true),
-    "tests/mp/runner.py",
-  ];
+  const { files, only } = selectTests(opts.select, opts.lane);
+  const copy = [...LANES[opts.lane].copy(), "tests/mp/runner.py"];
   const sources = copy.map((rel) => [rel, fs.readFileSync(path.join(ROOT, rel))]);
   process.stdout.write(
     `mplane: ${copy.length} files copied to the VM; ${files.length} test file(s)\n`,

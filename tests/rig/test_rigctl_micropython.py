@@ -1,5 +1,5 @@
-"""The rig controller's core tests on the real MicroPython VM: tests/mp/run_rig_lane.mjs runs
-tests/rig/test_rigctl_core.py (and the core and fake board it imports) in the WebAssembly
+"""The rig controller's core tests on the real MicroPython VM: tests/mp/run_lane.mjs --lane
+rig runs tests/rig/test_rigctl_core.py (and the core and fake board it imports) in the WebAssembly
 MicroPython under Node, with the board lane's runner. Every test must pass there, and the same
 tests must run there as pytest collects here."""
 
@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE_TESTS = ROOT / "tests" / "rig" / "test_rigctl_core.py"
-HARNESS = ROOT / "tests" / "mp" / "run_rig_lane.mjs"
+HARNESS = ROOT / "tests" / "mp" / "run_lane.mjs"
 VM_PACKAGE = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 LANE_TIMEOUT_S = 60  # the lane takes about a second
 
@@ -39,7 +39,8 @@ def lane(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str,
     report_path = tmp_path_factory.mktemp("rigmplane") / "report.json"
     try:
         proc = subprocess.run(
-            [node, str(HARNESS), "--json", str(report_path), "--timeout", str(LANE_TIMEOUT_S)],
+            [node, str(HARNESS), "--lane", "rig", "--json", str(report_path),
+             "--timeout", str(LANE_TIMEOUT_S)],
             cwd=ROOT, capture_output=True, text=True, timeout=LANE_TIMEOUT_S + 30,
         )
     except subprocess.TimeoutExpired as e:
