@@ -653,7 +653,9 @@ class Therapy:
         if not self.alarms.active & (1 << (alarm - 1)):
             rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "that alarm is not active")
         self.alarms.ack(alarm)
-        if alarm == m.ALARM_ESCALATION:  # a notice: acknowledged means seen and handled
+        if alarm in (m.ALARM_ESCALATION, m.ALARM_WATCHDOG_RESET):
+            # Events, not conditions: acknowledged means seen and handled, so the next one
+            # raises the alarm (and its tone, event and log entry) afresh.
             self.set_alarm(alarm, False)
         # (a needle alarm clears once acknowledged and the needle is out: interlocks.py)
         self.record(m.EV_ALARM_ACK, alarm)

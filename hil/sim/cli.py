@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hil.sim.clock import MANUAL, MAX
 from hil.sim.control import ControlServer
+from hil.sim.lossy import LossyLink, parse_spec
 from hil.sim.ports import PtyPort, TcpPort
 from hil.sim.simulator import Simulator
 from host import keys
@@ -48,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keys", type=Path, help="role keys to provision (default: new "
                     "development keys, written to FLASH/keys.json)")
     ap.add_argument("--json", action="store_true", help="print the endpoints as one JSON line")
+    ap.add_argument("--lossy", metavar="SPEC", help="faults on the link, e.g. 'drop=0.002,"
+                    "dup=0.002,reorder=0.002,corrupt=0.002,seed=7' (per byte; hil/sim/lossy.py)")
     args = ap.parse_args(argv)
+    try:
+        lossy = parse_spec(args.lossy)
+    except ValueError as e:
+        ap.error(str(e))
     out = sys.stdout  # saved: the firmware takes sys.stdout over as its USB CDC
 
     kw = {}
@@ -65,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     elif not keyfile.exists():
         keys.write(keyfile, keys.generate())
     sim = Simulator(args.flash.resolve(), speed=args.speed, **kw)
+    if lossy.total:
+        sim.link.lossy = LossyLink(lossy)
     pty = PtyPort(sim.link)
     tcp = TcpPort(sim.link, port=args.port)
     control = ControlServer(sim, port=args.control_port)

@@ -6,7 +6,7 @@ Requests: {"cmd": "ping"}, {"cmd": "now"}, {"cmd": "advance", "ms": N}, {"cmd": 
 board's supply), {"cmd": "flash_cut", "after": N} (power fails once N more bytes are written
 to flash), {"cmd": "reset"} (the reset button), {"cmd": "hang"} (the firmware's loop stops:
 the watchdog must act), {"cmd": "boot"} (boots, power cycles, the last reset cause),
-{"cmd": "quit"}.
+{"cmd": "quit"}; and hil/sim/lossy.py's {"cmd": "lossy"|"hang_at"|"trace_turns", ...}.
 Each gets one line back: {"ok": true, ...} or {"ok": false, "error": "..."}.
 """
 
@@ -18,6 +18,7 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
+from hil.sim import lossy
 from hil.sim.simulator import Simulator
 
 
@@ -93,6 +94,8 @@ class ControlServer:
         if cmd == "quit":
             sim.stopped.set()
             return {"ok": True}
+        if cmd in lossy.COMMANDS:
+            return lossy.control(sim, req)
         raise ValueError(f"unknown command {cmd!r}")
 
     def close(self) -> None:

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cobs import cobs
+
+if TYPE_CHECKING:
+    from hil.sim.lossy import LossyLink
 
 Sink = Callable[[bytes], None]
 RX_LIMIT = 64 * 1024
@@ -68,6 +72,7 @@ class VirtualLink:
         # Called with each frame the firmware sends (cond held): the simulator's hands on the
         # plant where a person's would be (simulator.py: a refill fills the syringe).
         self.on_frame: Callable[[bytes], None] | None = None
+        self.lossy: LossyLink | None = None  # faults on the wire (hil/sim/lossy.py)
 
     # -- the outside ----------------------------------------------------------------------
 
@@ -87,6 +92,8 @@ class VirtualLink:
         """Bytes from a client towards the firmware. Past RX_LIMIT waiting bytes the rest is
         dropped, as a UART or USB buffer would."""
         with self.cond:
+            if self.lossy is not None:
+                data = self.lossy.mangle(data, inbound=True)
             room = RX_LIMIT - len(self.rx)
             if room < len(data):
                 self.rx_dropped += len(data) - max(room, 0)
@@ -137,6 +144,8 @@ class VirtualLink:
                 targets = [self._sinks[owner]]
             else:
                 targets = list(self._sinks.values())
+            if self.lossy is not None:  # after on_frame: the pump did send the frame
+                data = self.lossy.mangle(data, inbound=False)
         for sink in targets:
             sink(data)
 

@@ -182,3 +182,13 @@ def test_a_40_ml_model_takes_a_40_ml_fill_and_no_more():
     e = kit.refused(t.refill_commit, 0, 40_000_001, m.DRUG_BACLOFEN, 500, 500, 0)
     assert (e.code, e.rule, e.allowed) == (m.ERR_LIMIT, m.RULE_OVERFILL, 40_000_000)
     assert t.refill_commit(0, 40_000_000, m.DRUG_BACLOFEN, 500, 500, 0)[0] == 40_000_000
+
+
+def test_an_acknowledged_watchdog_reset_clears_so_the_next_one_alarms_again():
+    t = kit.running(100_000)
+    bit = 1 << (m.ALARM_WATCHDOG_RESET - 1)
+    t.set_alarm(m.ALARM_WATCHDOG_RESET, True)  # as Loop does after a watchdog reset
+    t.alarm_ack(m.ALARM_WATCHDOG_RESET)
+    assert not t.alarms.active & bit, "seen and handled: cleared"
+    t.set_alarm(m.ALARM_WATCHDOG_RESET, True)  # the next watchdog reset
+    assert t.alarms.unacked & bit and t.tone() == 1, "it sounds again"
