@@ -283,6 +283,20 @@ class TooSoon(ProtocolError):
     code = m.ERR_TOO_SOON
 
 
+class Locked(ProtocolError):
+    """The role is locked out after repeated bad tags (someone on the link signing with a
+    wrong key, or this host's key out of date): nothing signed in that role is looked at for
+    wait_s seconds. Therapy goes on; the pump logs the lockout."""
+
+    code = m.ERR_LOCKED
+
+
+class Busy(ProtocolError):
+    """Too many sessions were opened and not used: CHALLENGE is refused for wait_s seconds."""
+
+    code = m.ERR_BUSY
+
+
 ERROR_NAME: dict[int, str] = {code: name for code, name, _ in m.ERRORS}
 BY_CODE: dict[int, type[ProtocolError]] = {
     cls.code: cls for cls in ProtocolError.__subclasses__()

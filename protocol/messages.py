@@ -115,6 +115,10 @@ ENUMS = {
         (24, "escalation"),  # a: new daily dose, b: previous, c: maintenance increases in 90 d
         (25, "restored"),  # state read back at boot; a: s the pump was off (-1: unknown, set
         # the clock), b: mode resumed, c: 1 if the newest copy was corrupt and an older one used
+        (26, "lockout"),  # authentication refused for a while (firmware/core/guard.py), once
+        # per lockout; type: the request that began it. a: the role locked out after bad tags,
+        # b: s it lasts, c: lockouts of that role in a row (the back-off's step); or a: 0,
+        # CHALLENGE throttled (too many sessions opened and not used), b: s to the next one
     ),
     "stop_reason": (
         (1, "clinician_decision"),
@@ -222,6 +226,8 @@ ERRORS = (
     (18, "WRONG_ROLE", "the role may not send this request"),
     (19, "LIMIT", "a clinical limit refuses it: see rule, requested and allowed"),
     (20, "TOO_SOON", "not yet: see wait_s"),
+    (21, "LOCKED", "the role is locked out after repeated bad tags: see wait_s"),
+    (22, "BUSY", "too many sessions opened and not used: see wait_s"),
 )
 
 # Field: (name, kind, low, high, enum, unit)
@@ -354,7 +360,9 @@ MESSAGES = (
         ("confirm", "I", 0, U32, None, "must equal REPL_CONFIRM"),
     ), "Leave the binary protocol for the MicroPython REPL (to re-flash). Only when stopped."),
     (0x85, "REPL_OK", "resp", (), "The firmware has handed the link to the REPL."),
-    (0x06, "CHALLENGE", "req", (), "Open an authenticated session."),
+    (0x06, "CHALLENGE", "req", (),
+     "Open an authenticated session. Sessions opened and not yet used by a role are"
+     " rate-limited: past the limit, BUSY with wait_s."),
     (0x86, "CHALLENGE_OK", "resp", (
         ("session", "B", 0, SESSIONS - 1, None, "session slot"),
         ("nonce", "16s", None, None, None, "random, drawn by the pump"),
@@ -512,7 +520,7 @@ MESSAGES = (
         ("requested", "I", 0, U32, None, "the value asked for (in the rule's unit)"),
         ("allowed", "I", 0, U32, None,
          "the rule's limit now: the most allowed (the least, for a minimum)"),
-        ("wait_s", "I", 0, U32, None, "s until it may be allowed (TOO_SOON)"),
+        ("wait_s", "I", 0, U32, None, "s until it may be allowed (TOO_SOON, LOCKED, BUSY)"),
         ("reason", "str", 0, 80, None, "text for a person"),
     ), "A request was refused or a frame could not be read."),
 )
@@ -611,6 +619,7 @@ EV_ALARM_ACK = 22
 EV_ALARM_SILENCE = 23
 EV_ESCALATION = 24
 EV_RESTORED = 25
+EV_LOCKOUT = 26
 
 # Who may send each request: a bit per role (1 << role); OPEN needs no authentication.
 OPEN = 0
@@ -682,6 +691,8 @@ ERR_REPLAY = 17
 ERR_WRONG_ROLE = 18
 ERR_LIMIT = 19
 ERR_TOO_SOON = 20
+ERR_LOCKED = 21
+ERR_BUSY = 22
 
 MODE_STOPPED = 0
 MODE_CONTINUOUS = 1

@@ -403,6 +403,13 @@ VALID = [
         event(301, T0 + 3601, m.EV_PROGRAM, role=2, a=900_000, b=400_000, c=m.MODE_CONTINUOUS),
         event(302, T0 + 7200, m.EV_BOLUS_DONE, kind=m.BOLUS_PATIENT, a=25_000, b=0),
     ]}),
+    # Lockouts (one event each): the clinician's role after bad tags (the second in a row:
+    # 120 s), then CHALLENGE throttled (a 0: no role; 10 s to the next one).
+    ("log_page_lockouts", "LOG_PAGE", 23, {"oldest": 0, "total": 512, "events": [
+        event(510, T0 + 60, m.EV_LOCKOUT, kind=m.SET_CONTINUOUS, a=m.ROLE_CLINICIAN, b=120,
+              c=2),
+        event(511, T0 + 61, m.EV_LOCKOUT, kind=m.CHALLENGE, a=0, b=10, c=0),
+    ]}),
     ("log_page_full_extremes", "LOG_PAGE", 0xFFFF,
      {"oldest": 0xFFFFFF00, "total": 0xFFFFFFFF, "events": EVENTS_8}),
     ("set_clock", "SET_CLOCK", 23, {"time_s": T0}),
@@ -545,6 +552,12 @@ VALID = [
     ("error_too_soon", "ERROR", 0x0102,
      error(20, 0x11, "next screening bolus in 5 h", rule=m.RULE_SCREENING_INTERVAL,
            requested=75_000, allowed=0, wait_s=5 * 3600)),
+    # The guard's rate limits (firmware/core/guard.py): a role locked out after bad tags, and
+    # CHALLENGE throttled; each with the seconds to wait.
+    ("error_locked", "ERROR", 0x0103,
+     error(21, 0x03, "clinician locked out after 5 bad tags", wait_s=900)),
+    ("error_busy", "ERROR", 0x0104,
+     error(22, 0x06, "too many sessions opened and not used", wait_s=10)),
     ("error_fields_max", "ERROR", 0xFFFE,
      error(255, 255, "x", rule=len(m.RULES), requested=0xFFFFFFFF, allowed=0xFFFFFFFF,
            wait_s=0xFFFFFFFF)),

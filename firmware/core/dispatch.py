@@ -24,6 +24,7 @@ class Dispatcher:
         self.log = therapy.log
         self.board_id, self.fw_version = identity
         self.guard = guard
+        guard.attach(self.pump)  # the guard's rate limits run on the pump's uptime
         self.random_bytes = random_bytes
         self.frame_errors = 0  # frames the codec could not read or accept
         self._last_unproven = -UNPROVEN_LOG_S  # clock of the last unproven refusal logged
@@ -100,16 +101,27 @@ class Dispatcher:
     def denied(self, code, request_type, reason, role):
         """Answer a request the guard refused, count it and log it. role is 0 unless the tag
         proved who sent it; unproven refusals (anyone can send them) are logged at most once
-        a minute, so that a flood of them cannot push real events out of the log."""
+        a minute, so that a flood of them cannot push real events out of the log. A refusal
+        by the guard's rate limits (LOCKED, BUSY) is not logged itself: the lockout is, once,
+        when it begins (guard.py)."""
         self.count(code)
-        now = self.pump.clock_s()
-        if role or now - self._last_unproven >= UNPROVEN_LOG_S or now < self._last_unproven:
-            if not role:
-                self._last_unproven = now
-            self.therapy.role = role
-            self.therapy.record(m.EV_REFUSED, code, type_=request_type)
-            self.therapy.role = 0
-        return m.ERROR, (code, request_type, 0, 0, 0, 0, reason)
+        g = self.guard
+        wait = 0
+        if code == m.ERR_LOCKED or code == m.ERR_BUSY:
+            wait = g.wait_s
+        else:
+            now = self.pump.clock_s()
+            if role or now - self._last_unproven >= UNPROVEN_LOG_S or now < self._last_unproven:
+                if not role:
+                    self._last_unproven = now
+                self.therapy.role = role
+                self.therapy.record(m.EV_REFUSED, code, type_=request_type)
+                self.therapy.role = 0
+        if g.lockout_who >= 0:  # this refusal began a lockout: one event for all of it
+            self.therapy.record(m.EV_LOCKOUT, g.lockout_who, g.lockout_s, g.lockout_n,
+                                type_=request_type)
+            g.lockout_who = -1
+        return m.ERROR, (code, request_type, 0, 0, 0, wait, reason)
 
     def _challenge(self):
         slot = self.guard.open(self.random_bytes(m.NONCE_SIZE))

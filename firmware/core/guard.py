@@ -1,18 +1,101 @@
 # Who may do what: sessions, role keys, tags, counters and the access table. Pure: the shell
-# supplies the keys (from flash) and the random nonces.
+# supplies the keys (from flash) and the random nonces; the dispatcher attaches the pump's
+# monotonic clock (attach()), on which the rate limits below run.
+#
+# Brute force and session churn (issue 8). Anyone on the link can send frames, so:
+#
+# - Bad tags lock their role out. A tag that does not match (BAD_TAG) counts against the role
+#   the frame claims, FAIL_LIMIT of them within FAIL_WINDOW_S lock that role out: for
+#   LOCK_S, doubling with each lockout in a row up to LOCK_MAX_S; a role that had no bad tag
+#   for FORGET_S starts at LOCK_S again. While a role is locked out every signed frame that
+#   claims it is refused LOCKED (wait_s: the seconds left) before any HMAC is worked out, so
+#   a guesser gets at most FAIL_LIMIT tries per lockout and a flood of frames costs the pump
+#   no hashing. A matching tag never clears the count: a legitimate host working in
+#   parallel must not reset an attacker's budget. A frame whose tag matches the nonce its
+#   slot held before (a host whose session others' CHALLENGEs took over, sending once more
+#   before it opens a new one) is refused BAD_TAG as before but not counted: it proves the
+#   key, it guesses nothing (one more HMAC, on refused frames only).
+# - Per role, not for the whole pump: a programmer with a stale clinician key (the common
+#   case) never locks the patient out of their own bolus button or alarm silence, nor a
+#   stale patient remote the clinician. An attacker on the link can lock out any role it
+#   names, one by one; LOCK_MAX_S bounds how long each lockout lasts and the keys (32 random
+#   bytes) make the guessing itself hopeless, so the limit mostly keeps the pump's time and
+#   the log in hand. What a lockout never touches: therapy. Delivery, alarms and their tones,
+#   the interlocks and the sessions' own time-outs (a refill or CAP session closes by itself)
+#   run on; GET_INFO (and CHALLENGE, within its limit) stay open to all, and a role not
+#   locked out carries on (the clinician can still read and stop while the patient's role is
+#   locked out, and the other way round).
+# - CHALLENGE is rate-limited: a token bucket of CHALLENGE_BURST sessions, one more each
+#   CHALLENGE_S; past it CHALLENGE is refused BUSY (wait_s: until the next one). A session
+#   gives its token back when its role first uses it (a host that holds a key is never held
+#   back by its own sessions, however fast its clock or paused its simulator), so what the
+#   limit counts is sessions opened and never used: what a host without a key can make, and
+#   what would push others' sessions out of the SESSIONS slots.
+# - Logged once per lockout, not per frame: the guard notes each lockout as it begins
+#   (lockout_who, lockout_s, lockout_n) and the dispatcher writes one EV_LOCKOUT when it
+#   answers the refusal that caused it. A CHALLENGE throttle is one lockout (who = 0) from
+#   its first BUSY until the bucket is full again. LOCKED and BUSY refusals are counted
+#   (COUNTERS) but not logged one by one.
+# - Time is the pump's uptime in whole seconds (monotonic, small ints: integer arithmetic,
+#   no allocation on the refusal paths). Without a clock (a Guard built on its own, as unit
+#   tests of the tags do) nothing is rate-limited; the firmware's Dispatcher always attaches
+#   one. The state is in RAM: a reboot (which no one can cause from the link without a
+#   key) starts afresh.
 
 from protocol import auth
 from protocol import messages as m
 
+FAIL_LIMIT = 5  # bad tags of one role ...
+FAIL_WINDOW_S = 60  # ... within this long lock the role out
+LOCK_S = 60  # the first lockout; each one in a row doubles it ...
+LOCK_MAX_S = 900  # ... up to 15 min
+FORGET_S = 86_400  # a role with no bad tag for a day starts at LOCK_S again
+CHALLENGE_BURST = 8  # sessions opened and not yet used, at most this many at once ...
+CHALLENGE_S = 10  # ... and one more each CHALLENGE_S (6 a minute)
+THROTTLED = 0  # EV_LOCKOUT's `a` for the CHALLENGE limit (roles are 1 and up)
+_MAX_STRIKES = 8  # LOCK_S << 8 is far past LOCK_MAX_S: the count need not grow further
+
 
 class Guard:
-    def __init__(self, keys):
-        """keys: {role: key bytes} as provisioned; a role without a key cannot sign."""
+    def __init__(self, keys, clock=None):
+        """keys: {role: key bytes} as provisioned; a role without a key cannot sign.
+        clock: see attach()."""
         self.keys = keys
         self.pads = {}  # each key's HMAC pads, worked out once
+        n = len(m.ROLE_NAMES)
         for role in keys:
             self.pads[role] = auth.pads(keys[role])
+            if role >= n:
+                n = role + 1
+        # Per role (indexed by role; 0 unused): bad tags in the window that began at
+        # fail_from, the last bad tag, lockouts in a row, and until when it is locked out.
+        self.fails = [0] * n
+        self.fail_from = [0] * n
+        self.last_fail = [0] * n
+        self.strikes = [0] * n
+        self.locked_until = [0] * n
+        self._locked_reason = [
+            "%s locked out after %d bad tags" % (
+                m.ROLE_NAMES[r] if r < len(m.ROLE_NAMES) else "role %d" % r, FAIL_LIMIT)
+            for r in range(n)]
+        # CHALLENGE's token bucket: tokens left, uptime they were last counted at, whether a
+        # throttle (BUSY) is on, and which sessions took a token they give back when used.
+        self.tokens = CHALLENGE_BURST
+        self.token_at = 0
+        self.throttled = False
+        self.charged = [False] * m.SESSIONS
+        self._charge = False  # the CHALLENGE being answered took a token: open() keeps it
+        self.wait_s = 0  # of the last refusal LOCKED or BUSY: s until it may be allowed
+        # A lockout that began with the last refusal, for the dispatcher to log: who (the
+        # role, or THROTTLED; -1: none), for how long (s) and how many in a row.
+        self.lockout_who = -1
+        self.lockout_s = 0
+        self.lockout_n = 0
+        self.clock = None
+        if clock is not None:
+            self.attach(clock)
         self.nonces = [b""] * m.SESSIONS  # b"": the slot has no session
+        self.old_nonces = [b""] * m.SESSIONS  # the session each slot held before its own
         self.counters = [0] * m.SESSIONS
         self.roles = [0] * m.SESSIONS  # bound by a session's first accepted request
         self.last_used = [0] * m.SESSIONS
@@ -21,15 +104,24 @@ class Guard:
         self.reason = ""
         self.verified = False  # the last frame's tag checked out: its role is who sent it
 
+    def attach(self, clock):
+        """Run the rate limits on clock.uptime_s: the pump's monotonic seconds (the
+        dispatcher attaches the pump)."""
+        self.clock = clock
+        self.token_at = clock.uptime_s
+
     def open(self, nonce):
         """Start a session in the least recently used slot; return the slot."""
         slot = 0
         for i in range(1, m.SESSIONS):
             if self.last_used[i] < self.last_used[slot]:
                 slot = i
+        self.old_nonces[slot] = self.nonces[slot]
         self.nonces[slot] = bytes(nonce)
         self.counters[slot] = 0
         self.roles[slot] = 0
+        self.charged[slot] = self._charge
+        self._charge = False
         self._touch(slot)
         return slot
 
@@ -42,8 +134,16 @@ class Guard:
         counter is checked apart, by advance()); else an error code, with self.reason."""
         need = m.ACCESS.get(d.type, m.ANY_ROLE)
         self.verified = False
+        self.wait_s = 0
+        clock = self.clock
+        now = 0 if clock is None else clock.uptime_s
+        challenge = d.type == m.CHALLENGE and clock is not None
+        if challenge and self._tokens(now) == 0:
+            return self._busy(now)
         if not d.auth:
             if need == m.OPEN:
+                if challenge:
+                    self._take()
                 return 0
             return self._no(m.ERR_AUTH_REQUIRED, "authenticate (CHALLENGE, then sign)")
         if d.session >= m.SESSIONS or not self.nonces[d.session]:
@@ -51,9 +151,17 @@ class Guard:
         key = self.pads.get(d.role)
         if key is None:
             return self._no(m.ERR_NO_KEY, "no key for role %d" % d.role)
+        role = d.role
+        if clock is not None and now < self.locked_until[role]:
+            self.wait_s = self.locked_until[role] - now
+            return self._no(m.ERR_LOCKED, self._locked_reason[role])
         mv = memoryview(frame)
         tag = auth.frame_tag_pads(key, self.nonces[d.session], mv[: d.tag_at])
         if not auth.equal(tag, mv[d.tag_at : d.tag_at + m.TAG_SIZE]):
+            old = self.old_nonces[d.session]
+            if clock is not None and not (old and auth.equal(auth.frame_tag_pads(
+                    key, old, mv[: d.tag_at]), mv[d.tag_at : d.tag_at + m.TAG_SIZE])):
+                self._failed(role, now)
             return self._no(m.ERR_BAD_TAG, "tag does not match (key, session or frame)")
         self.verified = True
         bound = self.roles[d.session]
@@ -62,6 +170,8 @@ class Guard:
                 d.session, m.ROLE_NAMES[bound]))
         if need != m.OPEN and not need & (1 << d.role):
             return self._no(m.ERR_WRONG_ROLE, "%s may not send this" % m.ROLE_NAMES[d.role])
+        if challenge:
+            self._take()
         return 0
 
     def advance(self, d):
@@ -73,8 +183,77 @@ class Guard:
                 d.counter, self.counters[d.session]))
         self.counters[d.session] = d.counter
         self.roles[d.session] = d.role
+        if self.charged[d.session]:  # its first use: the session gives its token back
+            self.charged[d.session] = False
+            self._give()
         self._touch(d.session)
         return 0
+
+    # -- the rate limits ---------------------------------------------------------------------
+
+    def _failed(self, role, now):
+        """A bad tag claiming `role`: count it; the FAIL_LIMIT-th in the window locks the
+        role out."""
+        if now - self.last_fail[role] >= FORGET_S or now < self.last_fail[role]:
+            self.strikes[role] = 0
+        self.last_fail[role] = now
+        n = self.fails[role]
+        if n == 0 or now - self.fail_from[role] >= FAIL_WINDOW_S or now < self.fail_from[role]:
+            self.fail_from[role] = now
+            n = 0
+        n += 1
+        if n < FAIL_LIMIT:
+            self.fails[role] = n
+            return
+        self.fails[role] = 0
+        strikes = self.strikes[role]
+        lock = LOCK_S << strikes
+        if lock > LOCK_MAX_S:
+            lock = LOCK_MAX_S
+        if strikes < _MAX_STRIKES:
+            self.strikes[role] = strikes + 1
+        self.locked_until[role] = now + lock
+        self._lockout(role, lock, strikes + 1)
+
+    def _tokens(self, now):
+        """CHALLENGE's bucket refilled to `now`: the tokens in it."""
+        t = self.tokens
+        if t >= CHALLENGE_BURST or now < self.token_at:
+            self.token_at = now  # full (or a clock that went back): count from now
+            return t
+        gained = (now - self.token_at) // CHALLENGE_S
+        if gained:
+            t += gained
+            if t >= CHALLENGE_BURST:
+                t = CHALLENGE_BURST
+                self.token_at = now
+                self.throttled = False  # full again: the throttle is over
+            else:
+                self.token_at += gained * CHALLENGE_S
+            self.tokens = t
+        return t
+
+    def _take(self):
+        self.tokens -= 1
+        self._charge = True
+
+    def _give(self):
+        if self.tokens < CHALLENGE_BURST:
+            self.tokens += 1
+            if self.tokens == CHALLENGE_BURST:
+                self.throttled = False
+
+    def _busy(self, now):
+        self.wait_s = self.token_at + CHALLENGE_S - now
+        if not self.throttled:
+            self.throttled = True
+            self._lockout(THROTTLED, self.wait_s, 0)
+        return self._no(m.ERR_BUSY, "too many sessions opened and not used")
+
+    def _lockout(self, who, seconds, n):
+        self.lockout_who = who
+        self.lockout_s = seconds
+        self.lockout_n = n
 
     def _no(self, code, reason):
         self.code = code

@@ -221,6 +221,10 @@ def event_details(e: Event) -> str:
         return label("alarm", a)
     if ev == "alarm_silence":
         return f"tones off for {a} min"
+    if ev == "lockout":
+        if a == 0:
+            return f"CHALLENGE throttled, next in {duration(b)}"
+        return f"{label('role', a)} locked out for {duration(b)} ({c} in a row)"
     if ev == "escalation":
         return f"{mcg_day(a)} from {mcg_day(b)}, {c} recent increases"
     if ev == "restored":

@@ -1,0 +1,126 @@
+# Runs on the MicroPython VM (tests/mp/bench_heap.mjs starts it; hil/bench.py reads its line):
+# the firmware's heap figures, on fake board objects (tests/board/therapy_kit.py) and a fake
+# clock, as tests/board/test_heap_micropython.py runs the loop.
+#
+#   heap after boot: what the firmware's modules (their bytecode, as imported: from .mpy when
+#     the harness copied the built ones, as on the board) and a booted Loop hold, live after a
+#     collection; the fake board objects are measured apart and left out;
+#   steady state: the loop delivering 412.5 mcg/day (a step every 26 s, the waits jumping to
+#     each deadline), the flush to flash moved out of the way (a turn of its own every 10 min,
+#     which opens files); bytes allocated per turn from gc.mem_alloc() with the collector
+#     off, and whether the same turns run under micropython.heap_lock().
+# Prints one line: BENCHHEAP {json}.
+
+import gc
+import json
+import sys
+
+import micropython
+
+
+def _live():
+    gc.collect()
+    return gc.mem_alloc()
+
+
+def _ask(lp, mtype, values, role):
+    rtype, out = lp.dispatcher.handle(mtype, values, role)
+    if rtype != mtype | 0x80:
+        raise AssertionError(f"0x{mtype:02x} answered {out!r}")
+
+
+# The firmware's modules in the order they can be imported alone (each after what it uses):
+# each one's share of the heap. firmware.loop, last, brings in whatever else it needs.
+MODULES = (
+    "protocol.messages", "protocol.framing", "protocol.auth", "protocol.codec",
+    "firmware.config", "firmware.version", "firmware.keystore", "firmware.core.eventlog",
+    "firmware.core.window", "firmware.core.infusion", "firmware.core.pump",
+    "firmware.core.rules", "firmware.core.schedule", "firmware.core.alarms",
+    "firmware.core.therapy", "firmware.core.guard", "firmware.core.dispatch",
+    "firmware.core.interlocks", "firmware.core.store", "firmware.core.snapshot",
+    "firmware.loop",
+)
+
+
+def main(turns):
+    start = _live()
+    by_module = {}
+    for name in MODULES:
+        before = _live()
+        try:
+            __import__(name)
+        except ImportError:  # a module gone or renamed: loop's imports cover it
+            continue
+        by_module[name] = _live() - before
+    from firmware import loop as loop_mod  # everything main.py's loop imports
+    from protocol import messages as m
+
+    modules = _live() - start
+    from therapy_kit import CAPACITY_NL, FakeBoard, FakeClock
+
+    before_fakes = _live()
+    clock = FakeClock()
+    board = FakeBoard(clock=clock)
+    fakes = _live() - before_fakes
+    loop_mod.time = clock
+    before_boot = _live()
+    lp = loop_mod.Loop(board)
+    for _ in range(3):
+        lp.once()
+    state = _live() - before_boot
+
+    clin = m.ROLE_CLINICIAN
+    _ask(lp, m.SET_PROFILE, (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0), clin)
+    _ask(lp, m.REFILL_BEGIN, (), clin)
+    _ask(lp, m.REFILL_COMMIT, (0, CAPACITY_NL, m.DRUG_BACLOFEN, 500, 500, 0), clin)
+    _ask(lp, m.SET_CONTINUOUS, (412_500, 0), clin)
+    for _ in range(3):
+        lp.once()
+    lp.flush_due = 1 << 29
+    running = _live() - before_boot
+
+    once = lp.once
+    once()
+    gc.collect()
+    gc.disable()
+    steps0 = board.stepper.steps
+    before = gc.mem_alloc()
+    for _ in range(turns):
+        once()
+    grew = gc.mem_alloc() - before
+    gc.enable()
+    steps = board.stepper.steps - steps0
+
+    gc.collect()
+    micropython.heap_lock()
+    try:
+        for _ in range(turns):
+            once()
+        locked = True
+    except MemoryError:
+        locked = False
+    finally:
+        micropython.heap_unlock()
+
+    gc.collect()
+    print("BENCHHEAP " + json.dumps({
+        "modules_bytes": modules,
+        "boot_state_bytes": state,
+        "after_boot_bytes": modules + state,
+        "delivering_bytes": modules + running,
+        "fakes_bytes": fakes,
+        "by_module": by_module,
+        "turns": turns,
+        "steps": steps,
+        "uptime_s": lp.pump.uptime_s,
+        "alloc_bytes": grew,
+        "alloc_per_turn": grew / turns,
+        "heap_lock_ok": locked,
+        "from_mpy": not _from_source(loop_mod),
+        "implementation": sys.implementation.name,
+    }))
+
+
+def _from_source(mod):
+    f = getattr(mod, "__file__", "") or ""
+    return f.endswith(".py")
