@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test lint sim hil flash rig-flash bench fuzz clean
+.PHONY: setup demo test lint sim hil flash rig-flash bench fuzz soak clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -55,6 +55,10 @@ fuzz: setup
 # The rig controller's firmware (hil/rigctl) onto the rig's Pico (hil/RIG.md).
 rig-flash: setup
 	$(PY) -m hil.pico_rig flash $(if $(RIG),--port $(RIG))
+
+# The model-based test (tests/model) with 10,000 random sequences instead of make test's 1,000.
+soak: setup
+	INTRAPUMP_MODEL_SEQUENCES=10000 $(PY) -m pytest tests/model -q --timeout 3600
 
 bench: setup
 	$(PY) -m hil.bench
