@@ -198,7 +198,12 @@ class Bolus:
     start: int
     end: int  # moves later while the motor is blocked (a bolus pauses, it is not dropped)
     given: float = 0.0
-    unsure: bool = False  # the reservoir ran dry under it: when it "ends" is not defined
+    dry: bool = False  # the reservoir ran dry under it: it never ends
+    fuzz: int = 0  # s either side of `end` where it may have ended (0; a step's interval once
+    # paused: a pump may keep its step schedule through a blockage rather than pause it)
+
+    def surely_running(self, now):
+        return not self.dry and now < self.end - self.fuzz
 
 
 @dataclass
@@ -452,8 +457,11 @@ class Oracle:
             breaks = self.prog_breaks(p, self.now, t_end)
             if breaks:
                 t = breaks[0]
-        if self.bolus is not None and self.now < self.bolus.end < t:
-            t = self.bolus.end
+        b = self.bolus
+        if b is not None:
+            for e in (b.end, b.end + b.fuzz):
+                if self.now < e < t:
+                    t = e
         if self.refill is not None and self.refill[0] < t:
             t = self.refill[0]
         if self.cap_until is not None and self.cap_until < t:
@@ -486,6 +494,7 @@ class Oracle:
         if b is not None:
             if self.held():
                 b.end += dt  # paused
+                b.fuzz = -(-(b.end - b.start) // max(1, b.steps)) + 1
             elif t0 < b.end:
                 bolus = (b.ng - b.given) / (b.end - t0)
         want = (basal + bolus) * dt
@@ -494,7 +503,7 @@ class Oracle:
         if want > room:
             frac = room / want if want else 0.0
             if b is not None:
-                b.unsure = True
+                b.dry = True
         gave = want * frac
         if b is not None:
             b.given += bolus * dt * frac
@@ -520,7 +529,7 @@ class Oracle:
         """What falls due at `now`."""
         t = self.now
         b = self.bolus
-        if b is not None and t >= b.end and not b.unsure:
+        if b is not None and t >= b.end + b.fuzz and not b.dry:
             self.bolus = None
             self._change()
         if self.refill is not None and t >= self.refill[0]:
@@ -839,10 +848,10 @@ class Oracle:
             v.need(m.ERR_INVALID_STATE, m.RULE_RESERVOIR, "no drug")
             return
         if self.bolus is not None:
-            if self.bolus.unsure:
-                v.maybe(m.ERR_INVALID_STATE, 0, "a bolus cut short by an empty reservoir")
-            else:
+            if self.bolus.surely_running(self.now):
                 v.need(m.ERR_INVALID_STATE, 0, "a bolus is running")
+            else:
+                v.maybe(m.ERR_INVALID_STATE, 0, "a bolus that ran dry or was paused")
         if self.refill is not None:
             v.need(m.ERR_INVALID_STATE, 0, "the refill session holds the outlet")
         step_pg = self.plant.step_nl * self.conc

@@ -13,7 +13,7 @@ After every step:
 - what a host can read agrees: mode, daily dose, drug, profile, sessions, patient-bolus
   settings, the bolus running, the modelled alarms, the reservoir (within motor steps);
 - delivery, as the plant sees it (the motor's steps), agrees with the oracle's ideal delivery
-  in every stretch between two steps of the sequence (two-sided: no abrupt stop, no extra);
+  in every turn of the loop (two-sided: no abrupt stop, no extra);
 - in every window of at most 24 h: delivered <= the hard ceiling (+ a motor step, + what a
   reset made the pump forget); delivered within the oracle's programs + boluses, give or take
   a motor step per change of rate in the window;
@@ -21,6 +21,9 @@ After every step:
 
 INTRAPUMP_MODEL_SEQUENCES (default 1000) sets how many sequences run; INTRAPUMP_MODEL_SEED
 (unset by default) runs a different, seeded set instead of the fixed one.
+
+Firmware bugs this test found (README.md, F1-F7) are each kept out of the random sequences by a
+narrow exclusion whose comment names the bug, and reproduced below by a strict xfail.
 """
 
 import copy
@@ -46,7 +49,14 @@ from hypothesis.stateful import (
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "board"))
 
 import therapy_kit as kit  # noqa: E402
-from model_oracle import MODELLED_ALARMS, Oracle, Plant, Verdict, message_row  # noqa: E402
+from model_oracle import (  # noqa: E402
+    MODELLED_ALARMS,
+    Oracle,
+    Plant,
+    Program,
+    Verdict,
+    message_row,
+)
 
 from firmware import config  # noqa: E402
 from firmware.core import snapshot  # noqa: E402
@@ -290,6 +300,7 @@ class PumpMachine(RuleBasedStateMachine):
         self.fs_volume = 0  # the pump's reservoir, to see it never fills but by a refill
         self._filled = False  # ... set just before a REFILL_COMMIT is sent
         self.bad_tags = 0
+        self.dry_slack = 0.0  # ng the pump may still give after the model ran dry
         self.sample()
 
     # -- requests ------------------------------------------------------------------------------
@@ -340,17 +351,18 @@ class PumpMachine(RuleBasedStateMachine):
             f"{name}{values!r}: the pump accepted it, the oracle refuses it: {verdict!r}")
         self.o.apply(mtype, values, out)
         if mtype in (m.BOLUS, m.PRIME, m.SCREEN, m.PATIENT_BOLUS):
-            b = self.o.bolus
-            assert b is not None
-            want = (b.kind, b.steps * PLANT.step_nl * self.o.conc // 1000,
-                    b.steps * PLANT.step_nl, int(b.end - b.start))
+            given = self.o.bolus
+            assert given is not None
+            want = (given.kind, given.steps * PLANT.step_nl * self.o.conc // 1000,
+                    given.steps * PLANT.step_nl, int(given.end - given.start))
             assert tuple(out[:4]) == want, f"{name}: the pump gives {out[:4]}, the model {want}"
-        if mtype not in (m.SET_CLOCK, m.ALARM_ACK, m.CAP_BEGIN, m.CAP_END, m.SET_PROFILE,
-                         m.SET_PATIENT_BOLUS):
+        if mtype not in (m.ALARM_ACK, m.CAP_BEGIN, m.CAP_END, m.SET_PROFILE,
+                         m.SET_PATIENT_BOLUS):  # (a new clock moves a flex day's steps)
             self.changes += 1
             self.since_fill += 1
         if mtype == m.REFILL_COMMIT:
             self.since_fill = 0
+            self.dry_slack = 0.0
         if mtype == m.REFILL_BEGIN:
             assert abs(out[0] - self.o.volume) <= self.volume_tol(), (
                 f"the pump expects {out[0]} nL drained, the model holds {self.o.volume:.0f}")
@@ -387,8 +399,9 @@ class PumpMachine(RuleBasedStateMachine):
                                o.infusion_start_s), f"profile {t.profile()}"
         pb = t.patient_bolus_state()[:4]
         assert pb[0] == o.pb[0] and (not o.pb[0] or pb == o.pb), f"patient bolus {pb} {o.pb}"
-        if o.bolus is None or not o.bolus.unsure:
-            kind = o.bolus.kind if o.bolus is not None else m.BOLUS_NONE
+        b = o.bolus
+        if b is None or b.surely_running(o.now):
+            kind = b.kind if b is not None else m.BOLUS_NONE
             assert s[5] == kind, f"bolus running: pump {s[5]}, model {kind}"
         mask = sum(1 << (a - 1) for a in MODELLED_ALARMS)
         assert s[16] & mask == o.active, f"alarms: pump {s[16] & mask:#x}, model {o.active:#x}"
@@ -432,14 +445,25 @@ class PumpMachine(RuleBasedStateMachine):
                 assert e % 1000 == 0, e
                 d = e // 1000
             step_ng = PLANT.step_nl * self.o.conc / 1000
+            ahead_nl = t.pump.volume_nl - self.o.volume  # what the pump's lag still owes
+            had = self.o.usable_nl() > 0
             steps = t.advance(d * 1000)
             got = steps * step_ng
             want, n = self.o.advance(d)
             self.b_turn()
+            if had and self.o.usable_nl() <= 0:
+                # The model ran dry: the pump, a fraction of a step behind the ideal after
+                # each change, gives what it still holds a little later (the same in all).
+                self.dry_slack = max(0.0, ahead_nl) * self.o.conc / 1000 + step_ng
+            tol = step_ng * (3 + n) + 1e-6
+            late = 0.0
+            if self.o.usable_nl() <= 0 and got - want > 0:
+                late = min(self.dry_slack, got - want)
+                self.dry_slack -= late
+                n += int(late // step_ng) + 1 if late else 0
             self.changes += n
             self.since_fill += n
-            tol = step_ng * (3 + n) + 1e-6
-            assert abs(got - want) <= tol, (
+            assert abs(got - want - late) <= tol, (
                 f"{d} s from {self.real}: the pump delivered {got:.0f} ng, the model "
                 f"{want:.0f} (tolerance {tol:.0f}; mode {t.mode}/{self.o.mode})")
             self.delivered += got
@@ -567,13 +591,20 @@ class PumpMachine(RuleBasedStateMachine):
         self.request(m.SET_CONTINUOUS, (self._dose(dose), confirm))
 
     @precondition(lambda self: self.has_program() and self.phase_is(m.PHASE_TITRATION))
-    @rule(pct=st.sampled_from((105, 110, 114, 115, 116, 125, 129, 130, 131, 135, 150)),
-          confirm=st.sampled_from((0, m.CONFIRM_HIGH_DOSE)), wait=st.sampled_from((0, 0, DAY)))
+    @rule(pct=st.sampled_from((105, 114, 115, 116, 129, 130, 131, 135, 150)),
+          confirm=st.sampled_from((0, m.CONFIRM_HIGH_DOSE)), wait=st.sampled_from((0, DAY)))
     def titrate(self, pct, confirm, wait):
         """A titration step near the label's limits (§4), maybe a day after the last."""
         if wait:
             self.advance(wait)
         self.request(m.SET_CONTINUOUS, (max(1000, self.o.dose * pct // 100), confirm))
+
+    @precondition(lambda self: self.o.dose >= 900_000)
+    @rule(dose=st.sampled_from((999_999, 1_000_000, 1_000_001, 1_050_000, 1_100_000)),
+          confirm=st.sampled_from((0, 0, m.CONFIRM_HIGH_DOSE)))
+    def near_high_dose(self, dose, confirm):
+        """Around 1000 mcg/day, where a confirmation starts to be needed (§5)."""
+        self.request(m.SET_CONTINUOUS, (self.f2_safe(dose), confirm))
 
     @rule(confirm=confirms, offset=st.sampled_from((-720, 0, 60, 330, 840)),
           n=st.integers(2, 4), rising=st.sampled_from((True, True, True, True, False)),
@@ -585,7 +616,26 @@ class PumpMachine(RuleBasedStateMachine):
         pcts = data.draw(st.lists(st.integers(60, 140), min_size=n, max_size=n))
         base = self.o.dose or data.draw(typical)
         steps = tuple((s, max(1000, base * p // 100)) for s, p in zip(starts, pcts, strict=True))
-        self.request(m.SET_FLEX, (confirm, offset, steps))
+        while self.f2_safe(self.o.day_dose(steps)) != self.o.day_dose(steps):
+            steps = tuple((a, d + 1) for a, d in steps)  # F2 (f2_safe) by a flex day's dose
+        self.request(m.SET_FLEX, (confirm, self.f7_safe(offset, steps), steps))
+
+    def f7_safe(self, offset, steps):
+        """Firmware bug F7 (README): a new flex day is checked against the ceiling at the UTC
+        offset of the program in force, not its own. Kept out of the random sequences: a
+        new offset only where the ceiling is far, at either offset, from what the day would
+        put in 24 h; test_f7_* reproduces it."""
+        o = self.o
+        now = o._offset()
+        if offset == now or any(x[0] >= y[0] for x, y in zip(steps, steps[1:], strict=False)):
+            return offset
+        for off in (offset, now):
+            v = Verdict("f7")
+            o.check_ceiling(v, m.ERR_LIMIT, m.RULE_HARD_CEILING,
+                            Program(m.MODE_FLEX, steps, off), o._bolus_left())
+            if v.must or v.may:
+                return now
+        return offset
 
     # Firmware bug F5 (README): SET_TAPER on a stopped or suspended pump restarts delivery
     # without the ceiling check RESUME makes. Kept out of the random sequences (a taper only
@@ -601,6 +651,7 @@ class PumpMachine(RuleBasedStateMachine):
     def stop(self, reason, confirmed):
         self.request(m.STOP, (reason, m.STOP_CONFIRM if confirmed else m.STOP_CONFIRM ^ 0x100))
 
+    @precondition(has_program)
     @rule(reason=st.integers(1, 4), confirmed=st.sampled_from((True, True, False)))
     def suspend(self, reason, confirmed):
         self.request(m.SUSPEND, (reason, m.STOP_CONFIRM if confirmed else 0))
@@ -639,6 +690,32 @@ class PumpMachine(RuleBasedStateMachine):
         if then:
             self.advance(then)
 
+    @precondition(lambda self: self.phase_is(m.PHASE_SCREENING))
+    @rule(waits=st.lists(st.sampled_from((0, 12 * 3600, 86_399, DAY, DAY, 25 * 3600)),
+                         min_size=1, max_size=4),
+          child_first=st.booleans(), implant=st.sampled_from((None, 100, 200, 201)))
+    def screening_trial(self, waits, child_first, implant):
+        """A screening trial (§2): the ladder, each bolus after a wait, then maybe the implant
+        and its first daily dose, a factor of the last screening dose (§3)."""
+        for i, wait in enumerate(waits):
+            dose = 25_000 if child_first and i == 0 else self.o.screening_next() or 100_000
+            self.request(m.SCREEN, (dose, 60))
+            self.advance(wait)
+        if implant is not None and self.o.screens:
+            self.implant(m.PHASE_TITRATION, implant, m.CONFIRM_HIGH_DOSE)
+
+    @precondition(lambda self: self.phase_is(m.PHASE_SCREENING) and self.o.screens)
+    @rule(phase=st.sampled_from((m.PHASE_TITRATION, m.PHASE_MAINTENANCE)),
+          factor=st.sampled_from((100, 150, 200, 200, 201, 250)),
+          confirm=st.sampled_from((0, m.CONFIRM_HIGH_DOSE)))
+    def implant(self, phase, factor, confirm):
+        """Screening done: the pump is implanted (§3); its first daily dose is at most twice
+        the screening dose that worked (the last one given)."""
+        o = self.o
+        self.request(m.SET_PROFILE, (o.origin, o.age, phase, max(o.ceiling, 1_000_000),
+                                     o.catheter_nl, 0))
+        self.request(m.SET_CONTINUOUS, (o.screens[-1][1] * factor // 100, confirm))
+
     @rule(dose=st.sampled_from((0, 5000, 20_000, 20_000, 50_000, 200_000)),
           duration=st.sampled_from((60, 60, 600, 3600)),
           lockout=st.sampled_from((0, 600, 3600, 4 * 3600)),
@@ -647,17 +724,21 @@ class PumpMachine(RuleBasedStateMachine):
         self.request(m.SET_PATIENT_BOLUS, (dose, duration, lockout, most))
 
     @precondition(lambda self: self.o.pb[0] > 0 and self.o.running())
-    @rule(gap=st.sampled_from((0, 60, 599, 600, 3599, 3600, 4 * 3600, 6 * 3600)),
-          n=st.integers(1, 4))
-    def patient_boluses(self, gap, n):
-        """The patient asks, n times, gap s apart (the lockout, the daily maximum)."""
+    @rule(gap=st.sampled_from((0, 600, 3599, 3600, 3601, 4 * 3600, 6 * 3600)),
+          n=st.integers(1, 4), reset_at=st.sampled_from((None, None, 1, 2)))
+    def patient_boluses(self, gap, n, reset_at):
+        """The patient asks, n times, gap s apart (the lockout, the daily maximum), maybe
+        with a reset between two (their use survives it)."""
         for i in range(n):
             if i:
                 self.advance(gap)
+            if i == reset_at and self.f6_safe():
+                self.flush()
+                self.reboot(0, clock_kept=True)
             self.request(m.PATIENT_BOLUS, (), m.ROLE_PATIENT)
 
     @rule(what=st.sampled_from(("resume", "cap_end", "refill_abort", "patient_bolus",
-                                "screen", "ack")))
+                                "screen", "ack", "suspend")))
     def out_of_place(self, what):
         """Requests that the state often refuses: resume while running, ends of sessions
         that are not open, a patient bolus while off, screening after screening..."""
@@ -672,6 +753,8 @@ class PumpMachine(RuleBasedStateMachine):
             self.request(m.PATIENT_BOLUS, (), m.ROLE_PATIENT)
         elif what == "screen":
             self.request(m.SCREEN, (50_000, 60))
+        elif what == "suspend":
+            self.request(m.SUSPEND, (1, m.STOP_CONFIRM))
         else:
             self.request(m.ALARM_ACK, (m.ALARM_CAP_VIOLATION,))
 
@@ -726,6 +809,22 @@ class PumpMachine(RuleBasedStateMachine):
         self.request(m.REFILL_COMMIT, (opened[0], config.RESERVOIR_NL, m.DRUG_BACLOFEN, conc,
                                        conc, 0 if conc in (50, 500, 1000, 2000) else 4))
         self._filled = False
+
+    @precondition(has_program)
+    @rule(conc=st.sampled_from((10, 25, 40, 100, 250, 1500)),
+          fill=st.sampled_from((config.RESERVOIR_NL, 5_000_000, 0)))
+    def dilute(self, conc, fill):
+        """A refill with a confirmed custom dilution (§1): the program in force must still be
+        within the mechanism's rate at the new strength."""
+        opened = self.request(m.REFILL_BEGIN, ())
+        if opened is None:
+            return
+        self._filled = True
+        self.request(m.REFILL_COMMIT, (opened[0], fill, m.DRUG_BACLOFEN, conc, conc,
+                                       m.CONFIRM_CUSTOM_CONCENTRATION))
+        self._filled = False
+        if self.o.refill is not None:
+            self.request(m.REFILL_ABORT, ())
 
     @precondition(lambda self: self.o.refill is not None)
     @rule()
@@ -819,12 +918,14 @@ class PumpMachine(RuleBasedStateMachine):
     def reset(self, lost, off, clock_kept):
         """A reset: the last periodic save was `lost` s ago (what was delivered since is
         forgotten), the pump stays off `off` s, its clock survives or not."""
+        left = self.taper_day_in(lost + off + 1)
+        if clock_kept and left is not None:
+            # F1 also after a reset (see advance): the pump comes back from the last save, so
+            # no taper day may start between it and the end of the off time. Kept out.
+            lost, off = min(lost, left - 1), 0
         self.flush()
         if lost:
             self.advance(lost)
-        left = self.taper_day_in(off + 1)
-        if clock_kept and left is not None:
-            off = min(off, left - 1)  # F1 also after a reset (see advance): kept out
         saved_real, saved_delivered = self.saved_at
         if self.delivered > saved_delivered:
             self.lost.append((saved_real, self.real, self.delivered - saved_delivered))
@@ -861,7 +962,7 @@ class PumpMachine(RuleBasedStateMachine):
 
     @rule(kind=st.sampled_from(("crc", "truncated", "version", "flags", "type", "length",
                                 "unsigned", "tag", "replay", "session", "wrong_role_patient",
-                                "wrong_role_clinician", "range")))
+                                "wrong_role_clinician", "range", "drug")))
     def bad_frame(self, kind):
         h = self.host
         if kind == "tag":
@@ -888,6 +989,9 @@ class PumpMachine(RuleBasedStateMachine):
             frame = h.signed(mtype, values, role)
         elif kind == "range":  # a taper of 13 days: under the wire's 2 weeks
             mtype, values = m.SET_TAPER, (1000, 13, 0)
+            frame = h.signed(mtype, values, role)
+        elif kind == "drug":  # §1: one drug, baclofen (the wire knows no other)
+            mtype, values = m.REFILL_COMMIT, (0, 1_000_000, m.DRUG_BACLOFEN + 1, 500, 500, 0)
             frame = h.signed(mtype, values, role)
         elif kind == "unsigned":
             frame = h.plain(mtype, values)
@@ -1032,3 +1136,15 @@ def test_f6_the_occlusion_alarm_clears_after_a_reset_once_the_motor_runs():
     s.flush()
     s.reboot(0, clock_kept=True)  # a reset: the motor runs again, the alarm was saved
     s.pressure(high=False, then=2 * 3600)  # no blockage: the alarm is still active, for good
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="F7: a new flex day is checked against the ceiling at the old UTC offset")
+def test_f7_a_flex_day_is_checked_against_the_ceiling_in_its_own_local_time():
+    s = PumpMachine()
+    s.setup(phase=m.PHASE_TITRATION, origin=m.ORIGIN_SPINAL, age=40, ceiling=800_000,
+            conc=2000, fill=config.RESERVOIR_NL, first=600_000, started_ago=0)
+    s.advance(2 * DAY)  # 08:00 UTC; 600 mcg/day: 300 mcg in the last 12 h
+    # UTC+12: 20:00 local, the high half (1.2 mg/day) starts now: 300 + 600 mcg in the 24 h
+    # ending 12 h from now. At the old offset (UTC) it would start 12 h later: 613 mcg.
+    s.request(m.SET_FLEX, (0, 720, ((480, 1000), (1200, 1_200_000))))
