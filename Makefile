@@ -44,12 +44,12 @@ hil: setup
 flash: setup
 	$(PY) -m host.deploy $(if $(PORT),--port $(PORT)) $(if $(KEYS),--keys $(KEYS))
 
-# 1,000,000 mutated frames into the firmware's receive path and into the host decoder, and
-# 500,000 mutated schedule files into the schedule-file parser
+# 1,000,000 random and mutated inputs into each of: the firmware's receive path (frame decoder
+# and dispatcher), the host decoder and the schedule-file parser
 fuzz: setup
 	INTRAPUMP_FUZZ_CASES=1000000 $(PY) -m pytest tests/host/test_codec_property.py -k fuzz \
 		-s -q --timeout 3600
-	INTRAPUMP_SCHEDULE_FUZZ_CASES=500000 $(PY) -m pytest tests/host/test_schedule_fuzz.py \
+	INTRAPUMP_SCHEDULE_FUZZ_CASES=1000000 $(PY) -m pytest tests/host/test_schedule_fuzz.py \
 		-s -q --timeout 3600
 
 # The rig controller's firmware (hil/rigctl) onto the rig's Pico (hil/RIG.md).
