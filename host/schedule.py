@@ -57,11 +57,12 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -406,6 +407,41 @@ def mcg_day(ng: int) -> str:
     return mcg(ng, "mcg/day")
 
 
+def _whole(number: Decimal, places: int = 0) -> bool:
+    """Whether number x 10**places is a whole number, read from its digits: exact however
+    many digits it has and whatever its exponent (arithmetic in the default context rounds
+    past 28 digits and overflows past 1E+999999)."""
+    _sign, digits, exp = number.as_tuple()
+    if not isinstance(exp, int):  # infinity, NaN
+        return False
+    shift = exp + places
+    return shift >= 0 or not any(digits[shift:])
+
+
+def _show(value: Decimal | int) -> str:
+    """A number from the file, for a message: as fmt() writes it when that is exact and short
+    (400, 412.5), else as Decimal writes it (0.0001, 1E+100000), its middle cut out past 40
+    characters (99999999999999999999...999999999999 (5000 digits)): a short number in a file
+    must never make a long message (fmt(1E+100000) is 100,000 digits)."""
+    number = Decimal(value)
+    if _whole(number, 3) and number.adjusted() < 15:
+        return fmt(number)
+    text = str(number)  # never str(int): past 4300 digits it raises
+    if len(text) <= 40:
+        return text
+    return f"{text[:20]}...{text[-12:]} ({len(number.as_tuple().digits)} digits)"
+
+
+def _said(value: object) -> str:
+    """A value from the file, for a message: text quoted (cut short past 40 characters),
+    anything else as _kind() names it."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"{value[:40]!r}... ({len(value)} characters)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _kind(value)
+
+
 _QUANTITY = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(\S+)\s*")
 _DURATION_UNITS = {"s": 1, "min": 60, "h": 3600}
 _TOML_ERROR_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
@@ -447,7 +483,8 @@ class _Reader:
         if isinstance(value, str):
             match = _QUANTITY.fullmatch(value)
             if not match:
-                self.bad(path, f"{value!r} is not a quantity: write e.g. 400 or \"400 {unit}\"")
+                self.bad(path, f"{_said(value)} is not a quantity: write e.g. 400 or "
+                               f"\"400 {unit}\"")
                 return None
             if match.group(2) != unit:
                 self.bad(path, f"unit {match.group(2)}: this field takes {unit} "
@@ -465,20 +502,21 @@ class _Reader:
         number = self.number(value, path, unit)
         if number is None:
             return None
-        ng = number * 1000
-        if ng != ng.to_integral_value():
-            self.bad(path, f"{number} {unit} is finer than the pump's resolution, 0.001 {unit}")
-            return None
-        ng_int = int(ng)
-        if ng_int <= 0:
-            self.bad(path, f"{fmt(number)} {unit}: a dose must be more than 0")
-        elif ng_int < low_ng:
-            self.bad(path, f"{fmt(number)} {unit} is under the pump's least, {mcg(low_ng, unit)}")
-        elif ng_int > high_ng:
-            self.bad(path, f"{fmt(number)} {unit} is over the pump's greatest, "
+        # Checked on the number as written, before any arithmetic: 1E+999999999 x 1000
+        # overflows, and int(1E+990000) takes most of a minute.
+        if not _whole(number, 3):
+            self.bad(path, f"{_show(number)} {unit} is finer than the pump's resolution, "
+                           f"0.001 {unit}")
+        elif number <= 0:
+            self.bad(path, f"{_show(number)} {unit}: a dose must be more than 0")
+        elif number < Decimal(low_ng) / 1000:
+            self.bad(path, f"{_show(number)} {unit} is under the pump's least, "
+                           f"{mcg(low_ng, unit)}")
+        elif number > Decimal(high_ng) / 1000:
+            self.bad(path, f"{_show(number)} {unit} is over the pump's greatest, "
                            f"{mcg(high_ng, unit)}")
         else:
-            return ng_int
+            return int(number * 1000)  # exact: a whole number of ng, within the pump's range
         return None
 
     def seconds(self, value: object, path: KeyPath, low: int, high: int) -> int | None:
@@ -487,19 +525,26 @@ class _Reader:
             self.bad(path, f"a duration is needed (e.g. \"10 min\"), not {_kind(value)}")
             return None
         if not isinstance(value, str):
-            self.bad(path, f"{value}: give the unit, e.g. \"{value} min\" or \"{value} h\"")
+            shown = _show(value)
+            self.bad(path, f"{shown}: give the unit, e.g. \"{shown} min\" or \"{shown} h\"")
             return None
         match = _QUANTITY.fullmatch(value)
         if not match or match.group(2) not in _DURATION_UNITS:
-            self.bad(path, f"{value!r} is not a duration: write e.g. \"90 s\", \"10 min\" or "
+            self.bad(path, f"{_said(value)} is not a duration: write e.g. \"90 s\", \"10 min\" or "
                            "\"4 h\"")
             return None
-        s = Decimal(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        if s != s.to_integral_value():
-            self.bad(path, f"{value} is not a whole number of seconds")
+        number = Decimal(match.group(1))  # digits and a point: no exponent
+        # Exactly, however many digits (the default context rounds past 28: "1.000...01 h"
+        # would pass as 3600 s).
+        with localcontext(prec=len(number.as_tuple().digits) + 5, Emax=MAX_EMAX,
+                          Emin=MIN_EMIN):
+            s = number * _DURATION_UNITS[match.group(2)]
+        given = f"{_show(number)} {match.group(2)}"
+        if not _whole(s):
+            self.bad(path, f"{given} is not a whole number of seconds")
             return None
         if not low <= s <= high:
-            self.bad(path, f"{value} is outside {duration(low)} to {duration(high)}")
+            self.bad(path, f"{given} is outside {duration(low)} to {duration(high)}")
             return None
         return int(s)
 
@@ -509,7 +554,7 @@ class _Reader:
             self.bad(path, f"a whole number of {unit} is needed, not {_kind(value)}")
             return None
         if not low <= value <= high:
-            self.bad(path, f"{value} {unit}: {low} to {high}{why}")
+            self.bad(path, f"{_show(value)} {unit}: {low} to {high}{why}")
             return None
         return value
 
@@ -522,7 +567,7 @@ class _Reader:
             return value.hour * 60 + value.minute
         match = re.fullmatch(r"(\d{1,2}):(\d{2})", value) if isinstance(value, str) else None
         if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
-            self.bad(path, f"{value!r} is not a time of day: write \"HH:MM\", 00:00 to 23:59")
+            self.bad(path, f"{_said(value)} is not a time of day: write \"HH:MM\", 00:00 to 23:59")
             return None
         return int(match.group(1)) * 60 + int(match.group(2))
 
@@ -535,9 +580,11 @@ def _kind(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return f"the text {value!r}"
+        return f"the text {_said(value)}"
     if isinstance(value, datetime | time):
         return f"the date/time {value}"
+    if isinstance(value, int | Decimal):
+        return _show(value)
     return f"{value}"
 
 
@@ -610,12 +657,42 @@ def loads(text: str, file: str = "schedule.toml", now: datetime | None = None) -
         line = int(at.group(1)) if at else None
         raise ScheduleError([Problem(file, line, (), f"not valid TOML: "
                                      f"{_TOML_ERROR_AT.sub('', message)}")]) from None
+    except (RecursionError, ValueError, ArithmeticError) as e:  # what tomllib lets through
+        raise ScheduleError([Problem(file, _toml_line(e), (), f"not valid TOML: "
+                                     f"{_toml_failure(e)}")]) from None
     lines = locate(text)
     r = _Reader(file, lines)
     schedule = _read(r, data, now or datetime.now(UTC))
     if r.problems or schedule is None:
         raise ScheduleError(r.problems or [Problem(file, None, (), "not a schedule")])
     return Schedule(**{**schedule, "file": file, "lines": lines})
+
+
+def _toml_failure(e: BaseException) -> str:
+    """What an exception that escaped tomllib (not a TOMLDecodeError) says about the file."""
+    if isinstance(e, RecursionError):
+        return "values nested too deeply"
+    if isinstance(e, ArithmeticError):  # Decimal: an exponent past 999999999999999999
+        return "a number too large or too small to read"
+    if "digits" in str(e):  # int(): more digits than sys.get_int_max_str_digits()
+        return (f"a whole number too long to read (more than {sys.get_int_max_str_digits()} "
+                "digits)")
+    return "a value that cannot be read"
+
+
+def _toml_line(e: BaseException) -> int | None:
+    """The line tomllib was reading when `e` escaped it: the position in its innermost frame
+    that has one (its parse functions take the source and a position, src and pos)."""
+    src = pos = None
+    tb = e.__traceback__
+    while tb is not None:  # from the outermost frame in
+        frame = tb.tb_frame
+        if "tomllib" in frame.f_code.co_filename:
+            here_src, here_pos = frame.f_locals.get("src"), frame.f_locals.get("pos")
+            if isinstance(here_src, str) and isinstance(here_pos, int):
+                src, pos = here_src, here_pos
+        tb = tb.tb_next
+    return None if src is None or pos is None else src.count("\n", 0, pos) + 1
 
 
 def load(path: str | Path, now: datetime | None = None) -> Schedule:
@@ -641,13 +718,13 @@ def _read(r: _Reader, data: dict[str, Any], now: datetime) -> dict[str, Any] | N
     if r.require(data, (), "drug", '"baclofen"'):
         drug = data["drug"]
         if drug not in DRUGS:
-            r.bad(("drug",), f"{drug!r}: baclofen only, never compounded (label 2.3)")
+            r.bad(("drug",), f"{_said(drug)}: baclofen only, never compounded (label 2.3)")
         out["drug"] = drug
     if r.require(data, (), "concentration", "500"):
         number = r.number(data["concentration"], ("concentration",), "mcg/mL")
         if number is not None:
-            if number != number.to_integral_value() or not 1 <= number <= MAX_CONCENTRATION:
-                r.bad(("concentration",), f"{fmt(number)} mcg/mL: a whole number from 1 to "
+            if not _whole(number) or not 1 <= number <= MAX_CONCENTRATION:
+                r.bad(("concentration",), f"{_show(number)} mcg/mL: a whole number from 1 to "
                                           f"{MAX_CONCENTRATION} mcg/mL (label 2.3)")
             else:
                 out["concentration"] = int(number)
@@ -702,15 +779,16 @@ def _flex(r: _Reader, t: dict[str, Any], now: datetime) -> dict[str, Any]:
                 raise ValueError(name)
             out["utc_offset_min"], out["zone_note"] = zone_offset(name, now)
             out["timezone"] = name
-        except (ZoneInfoNotFoundError, ValueError, TypeError):
-            r.bad(("flex", "timezone"), f"{name!r} is not a time zone this computer knows "
+        # OSError: a folder of the zone database ("America"), a name too long for a file.
+        except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+            r.bad(("flex", "timezone"), f"{_said(name)} is not a time zone this computer knows "
                                         "(an IANA name such as \"Europe/Berlin\"; or give "
                                         "utc_offset = \"+01:00\")")
     elif "utc_offset" in t:
         text = t["utc_offset"]
         minutes = parse_offset(text) if isinstance(text, str) else None
         if minutes is None:
-            r.bad(("flex", "utc_offset"), f"{text!r} is not an offset: write \"+01:00\" or "
+            r.bad(("flex", "utc_offset"), f"{_said(text)} is not an offset: write \"+01:00\" or "
                                           "\"-05:30\"")
         elif not OFFSET_MIN <= minutes <= OFFSET_MAX:
             r.bad(("flex", "utc_offset"), f"{text} is outside {_offset_text(OFFSET_MIN)} to "

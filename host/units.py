@@ -3,24 +3,40 @@ Decimal, never float: a dose or a volume a person typed must reach the pump exac
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 Number = Decimal | int | str
 
+# Exact for every number that passes the size check below: the default context would round
+# past 28 digits (accepting 400.0000000000000000000000000000001 as 400) or overflow.
+_EXACT = Context(prec=100)
+_LARGEST_DIGITS = 30  # far above anything the pump holds (its counters are 32 bits)
+
 
 def _scaled(value: Number, factor: int, unit: str, resolution: str) -> int:
-    """value x factor as an int, refusing what is not a number or is finer than 1 unit."""
+    """value x factor as an int, refusing what is not a number, too large, or finer than 1 unit."""
     if isinstance(value, float):
         raise ValueError(f"{value!r}: give a Decimal, an int or a string, not a float")
     try:
-        scaled = Decimal(str(value)) * factor
+        number = Decimal(str(value).strip())
     except InvalidOperation as e:
-        raise ValueError(f"not a number: {value!r}") from e
-    if not scaled.is_finite():
-        raise ValueError(f"not a number: {value!r}")
+        raise ValueError(f"not a number: {_short(value)}") from e
+    if not number.is_finite():
+        raise ValueError(f"not a number: {_short(value)}")
+    if number and number.adjusted() >= _LARGEST_DIGITS:
+        raise ValueError(f"{_short(value)} {unit} is too large")
+    if number and number.adjusted() < -_LARGEST_DIGITS:
+        raise ValueError(f"{_short(value)} {unit} is finer than the pump's {resolution} resolution")
+    scaled = _EXACT.multiply(number, Decimal(factor))
     if scaled != scaled.to_integral_value():
-        raise ValueError(f"{value} {unit} is finer than the pump's {resolution} resolution")
+        raise ValueError(f"{_short(value)} {unit} is finer than the pump's {resolution} resolution")
     return int(scaled)
+
+
+def _short(value: Number) -> str:
+    """What the user typed, cut short: a number of 5,000 digits is not repeated back whole."""
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-10:]} ({len(text)} characters)"
 
 
 def mcg_to_ng(value: Number) -> int:

@@ -322,6 +322,89 @@ def test_a_toml_syntax_error_names_its_line() -> None:
         "schedule.toml:4: not valid TOML: Invalid value"]
 
 
+# -- what the fuzz found (tests/host/test_schedule_fuzz.py): each crashed loads() once ---------
+
+
+def test_a_dose_with_a_huge_exponent_is_over_the_greatest() -> None:
+    # Was decimal.Overflow: dose x 1000 past the default context's 1E+999999.
+    assert problems(HEAD + "[continuous]\ndose = 1e999999999\n") == [
+        "schedule.toml:4: continuous.dose: 1E+999999999 mcg/day is over the pump's greatest, "
+        "20000 mcg/day"]
+
+
+def test_a_time_zone_that_is_a_folder_or_too_long_is_not_a_time_zone() -> None:
+    # Was OSError from ZoneInfo: IsADirectoryError, and ENAMETOOLONG (the name is cut short).
+    steps = 'steps = [{start = "06:00", dose = 400}, {start = "20:00", dose = 480}]\n'
+    assert problems(HEAD + '[flex]\ntimezone = "America"\n' + steps) == [
+        "schedule.toml:4: flex.timezone: 'America' is not a time zone this computer knows (an "
+        'IANA name such as "Europe/Berlin"; or give utc_offset = "+01:00")']
+    assert problems(HEAD + '[flex]\ntimezone = "' + "a" * 300 + '"\n' + steps) == [
+        "schedule.toml:4: flex.timezone: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'... (300 "
+        "characters) is not a time zone this computer knows (an IANA name such as "
+        '"Europe/Berlin"; or give utc_offset = "+01:00")']
+
+
+def test_values_nested_too_deeply_name_their_line() -> None:
+    # Was RecursionError from tomllib.
+    for value in ("[" * 3000 + "]" * 3000, "{a = " * 2000 + "1" + "}" * 2000):
+        assert problems(HEAD + f"description = {value}\n[continuous]\ndose = 400\n") == [
+            "schedule.toml:3: not valid TOML: values nested too deeply"]
+
+
+def test_an_integer_too_long_for_python_names_its_line() -> None:
+    # Was ValueError from tomllib: int() reads at most 4300 digits (sys.get_int_max_str_digits).
+    assert problems(HEAD + "[taper]\ntarget = 200\ndays = " + "9" * 5000 + "\n") == [
+        "schedule.toml:5: not valid TOML: a whole number too long to read (more than 4300 "
+        "digits)"]
+
+
+def test_a_short_number_gives_a_short_message() -> None:
+    # Was a 100,000-digit message (fmt wrote 1E+100000 out in full), and int(1E+990000) took
+    # most of a minute.
+    assert problems('drug = "baclofen"\nconcentration = 1e100000\n[continuous]\ndose = 400\n') == [
+        "schedule.toml:2: concentration: 1E+100000 mcg/mL: a whole number from 1 to 2000 mcg/mL "
+        "(label 2.3)"]
+    assert problems(HEAD + "[continuous]\ndose = 1e990000\n") == [
+        "schedule.toml:4: continuous.dose: 1E+990000 mcg/day is over the pump's greatest, "
+        "20000 mcg/day"]
+    # A long number is cut short in the middle.
+    assert problems(HEAD + "[continuous]\ndose = " + "9" * 5000 + ".5\n") == [
+        "schedule.toml:4: continuous.dose: 99999999999999999999...9999999999.5 (5001 digits) "
+        "mcg/day is over the pump's greatest, 20000 mcg/day"]
+
+
+def test_a_hex_integer_past_4300_digits_in_a_message() -> None:
+    # Found beside the fuzz: a hex integer has no digit limit in tomllib, but str() of it
+    # does: ValueError while writing the problem.
+    big = "0x" + "f" * 4000
+    assert problems(HEAD + f"[taper]\ntarget = 200\ndays = {big}\n") == [
+        "schedule.toml:5: taper.days: 30194693372392275795...655882469375 (4817 digits) days: "
+        "14 to 28 (a drug holiday tapers over 2 to 4 weeks, label 2.6)"]
+    assert problems(HEAD + f'[flex]\nutc_offset = "+01:00"\nsteps = [{{start = {big}, '
+                    'dose = 400}, {start = "20:00", dose = 480}]\n') == [
+        "schedule.toml:5: flex.steps[1].start: 30194693372392275795...655882469375 (4817 "
+        'digits) is not a time of day: write "HH:MM", 00:00 to 23:59']
+
+
+def test_an_exponent_past_what_a_decimal_holds_names_its_line() -> None:
+    # Found beside the fuzz: decimal.InvalidOperation from Decimal("1e1000000000000000000")
+    # (tomllib's parse_float).
+    assert problems(HEAD + "[continuous]\ndose = 1e1000000000000000000\n") == [
+        "schedule.toml:4: not valid TOML: a number too large or too small to read"]
+
+
+def test_numbers_are_read_exactly_past_28_digits() -> None:
+    # Found beside the fuzz: arithmetic in the default context rounded to 28 digits, so these
+    # passed as 400 mcg/day and 600 s.
+    assert problems(HEAD + "[continuous]\ndose = 400.0000000000000000000000000000001\n") == [
+        "schedule.toml:4: continuous.dose: 400.0000000000000000000000000000001 mcg/day is finer "
+        "than the pump's resolution, 0.001 mcg/day"]
+    assert problems(HEAD + '[continuous]\ndose = 400\n[bolus]\n'
+                    'duration = "10.00000000000000000000000000001 min"\n') == [
+        "schedule.toml:6: bolus.duration: 10.00000000000000000000000000001 min is not a whole "
+        "number of seconds"]
+
+
 def test_all_problems_are_collected_in_line_order() -> None:
     found = problems("""
         drug = "ibuprofen"
