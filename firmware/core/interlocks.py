@@ -29,6 +29,7 @@ class Interlocks:
         self.backoff = 0  # steps to draw the plunger back now (the shell makes them)
         self.retry_up = 0  # uptime when a blocked motor tries again
         self.stalls = 0
+        self.occlusion_bit = 1 << (m.ALARM_OCCLUSION - 1)
 
     def update(self, inp):
         t = self.t
@@ -55,6 +56,11 @@ class Interlocks:
             else:  # the motor runs again: steps missed meanwhile are not made up
                 p.blocked = False
                 t.set_alarm(m.ALARM_OCCLUSION, False)
+        elif not blocked and not p.blocked and t.alarms.active & self.occlusion_bit:
+            # No blockage and the motor runs, yet the alarm is on: a reset during an
+            # occlusion (the motor's state is RAM, the alarm was saved). An alarm stays active
+            # while its cause does (ALARM_ACK), no longer.
+            t.set_alarm(m.ALARM_OCCLUSION, False)
 
     def _port(self, alarm, needle, session_open):
         """A needle outside its session raises the alarm; it stays until the needle is out

@@ -109,8 +109,12 @@ def check_increase(new_daily, in_force, phase, pct, now, infusion_start_s, last_
 
 
 def check_decrease(new_daily, highest_24h, confirm):
-    floor = highest_24h * (100 - LARGE_DECREASE_PCT) // 100
-    if new_daily < floor and not confirm & m.CONFIRM_LARGE_DECREASE:
+    # Exact: new < 80 % of highest, compared in whole numbers (a threshold rounded down would
+    # let a cut of just over 20 % through). The refusal names the least dose allowed
+    # unconfirmed: 80 % rounded up.
+    pct = 100 - LARGE_DECREASE_PCT
+    if new_daily * 100 < highest_24h * pct and not confirm & m.CONFIRM_LARGE_DECREASE:
+        floor = (highest_24h * pct + 99) // 100
         refuse(m.ERR_NOT_CONFIRMED, m.RULE_LARGE_DECREASE, new_daily, floor,
                "a cut of more than %d %% within 24 h: confirm it (label 2.6, 5.5)"
                % LARGE_DECREASE_PCT)

@@ -110,13 +110,14 @@ class Therapy:
         if phase == m.PHASE_SCREENING and started:
             rules.refuse(m.ERR_INVALID_STATE, m.RULE_PHASE, phase, self.phase,
                          "infusion has started: no going back to screening")
-        if self.program_mode:
-            need = self._peak(self.steps, self.pump.bolus_left_ng())
-            if self.daily_ng > need:
-                need = self.daily_ng
-            if need > ceiling_ng:
-                rules.refuse(m.ERR_LIMIT, m.RULE_HARD_CEILING, ceiling_ng, need,
-                             "the ceiling is under what the program in force delivers in 24 h")
+        # What the pump will still give (the program in force, what is left of a bolus: a
+        # priming or screening bolus runs before any program) must fit under the new ceiling.
+        need = self._peak(self.steps, self.pump.bolus_left_ng(), self.utc_offset_min)
+        if self.daily_ng > need:
+            need = self.daily_ng
+        if need > ceiling_ng:
+            rules.refuse(m.ERR_LIMIT, m.RULE_HARD_CEILING, ceiling_ng, need,
+                         "the ceiling is under what the pump delivers in 24 h")
         if infusion_start_s and started and infusion_start_s != self.infusion_start_s:
             # Infusion started on this pump: its own start holds the first-24-h rule, and a
             # start moved back would let an increase through early.
@@ -165,6 +166,10 @@ class Therapy:
             rules.refuse(m.ERR_NOT_CONFIRMED, m.RULE_LARGE_DECREASE, target_ng, start,
                          "the taper's last days cut more than 20 %: confirm it")
         self._require_running_setup()
+        if self.mode != self.program_mode:
+            # From a stop or a suspension the taper restarts delivery: a resume's check.
+            self._check_peak(((0, start),), self.pump.bolus_left_ng(), start,
+                             self.utc_offset_min)
         self.taper_start_ng = start
         self.taper_target_ng = target_ng
         self.taper_days = days
@@ -183,6 +188,29 @@ class Therapy:
             self.taper_days)
         dose = self.taper_start_ng - step * self.taper_day
         return dose if dose > self.taper_target_ng else self.taper_target_ng
+
+    def _taper(self):
+        """The taper's day by the calendar: its days go on while it is held (stopped,
+        suspended) and while the pump is off (its end date was fixed when it was set), so
+        every day begun by now cuts the dose once more. Makes that day's dose the one in
+        force and schedules the next day; at the target the program stays as continuous
+        infusion. Returns the dose (the caller runs it, or holds it)."""
+        p = self.pump
+        while self.taper_day < self.taper_days and (
+                (self.taper_next_up - p.uptime_s) * 1000 - p._ms <= 0):
+            self.taper_day += 1
+            self.taper_next_up += DAY_S
+        dose = self._taper_dose()
+        self.steps = ((0, dose),)
+        self._note_dose(dose)
+        self.change_ms = -1
+        if dose > self.taper_target_ng:
+            self.change_ms = (self.taper_next_up - p.uptime_s) * 1000 - p._ms
+        else:  # the target reached: it stays as continuous infusion
+            self.program_mode = m.MODE_CONTINUOUS
+            if self.mode == m.MODE_TAPER:
+                self.mode = m.MODE_CONTINUOUS
+        return dose
 
     def _require_running_setup(self):
         if self.phase == m.PHASE_UNSET:
@@ -204,7 +232,9 @@ class Therapy:
         up = p.uptime_s
         new = schedule.daily_dose(steps)
         self._check_rate(steps, p.concentration)
-        self._check_peak(steps, p.bolus_left_ng(), new)
+        # At the program's own UTC offset: a flex day's steps fall where its local time puts
+        # them, not where the program in force had it.
+        self._check_peak(steps, p.bolus_left_ng(), new, utc_offset_min)
         rules.check_high_dose(new, confirm)
         old = self.daily_ng
         first = not self.programmed
@@ -270,23 +300,24 @@ class Therapy:
         self.in_force.roll(self.pump.uptime_s, daily_ng)
         self.in_force.note(daily_ng)
 
-    def _check_peak(self, steps, extra_ng, new_daily):
-        peak = self._peak(steps, extra_ng)
+    def _check_peak(self, steps, extra_ng, new_daily, utc_offset_min):
+        peak = self._peak(steps, extra_ng, utc_offset_min)
         if peak > self.ceiling_ng:
             allowed = new_daily - (peak - self.ceiling_ng)
             rules.refuse(m.ERR_LIMIT, m.RULE_HARD_CEILING, new_daily, allowed if allowed > 0 else 0,
                          "%d ng would pass in some 24 h (with what was delivered): ceiling %d"
                          % (peak, self.ceiling_ng))
 
-    def _peak(self, steps, extra_ng):
+    def _peak(self, steps, extra_ng, utc_offset_min):
         """The most any 24 h window reaching into the future would hold if `steps` ran from
-        now on with extra_ng more given at once: what was delivered in its past part (the
-        quarter-hour ring, rounded outward) plus what the program gives in its future part
-        (rounded up to the next quarter hour). Rounded up throughout: never under."""
+        now on (their day in local time at utc_offset_min) with extra_ng more given at once:
+        what was delivered in its past part (the quarter-hour ring, rounded outward) plus
+        what the program gives in its future part (rounded up to the next quarter hour).
+        Rounded up throughout: never under."""
         p = self.pump
         w = p.window
         w.roll(p.uptime_s)
-        sod = schedule.local_s(p.clock_s(), self.utc_offset_min)
+        sod = schedule.local_s(p.clock_s(), utc_offset_min)
         past = w.total_ng()  # buckets at-96 .. at: the window reaching back 24 h 15 min
         top = 0
         for k in range(BUCKETS):
@@ -305,15 +336,7 @@ class Therapy:
         own step changes leave the dates alone (they were computed over the whole day)."""
         p = self.pump
         if self.mode == m.MODE_TAPER:
-            dose = self._taper_dose()
-            self.steps = ((0, dose),)
-            self._note_dose(dose)
-            self.change_ms = -1
-            if dose > self.taper_target_ng:
-                self.change_ms = (self.taper_next_up - p.uptime_s) * 1000 - p._ms
-            else:  # the target reached: it stays as continuous infusion
-                self.mode = self.program_mode = m.MODE_CONTINUOUS
-            p.run_dose(dose)
+            p.run_dose(self._taper())
         else:
             if dates:  # a change, not the day's own step: work out what the steps run at
                 self._split_steps()
@@ -342,7 +365,8 @@ class Therapy:
         self._end_bolus()
         self.pump.halt()
         self.mode = m.MODE_STOPPED
-        self.change_ms = -1
+        if self.program_mode != m.MODE_TAPER:  # (a taper's days go on: _taper)
+            self.change_ms = -1
         self.stop_reason = reason
         self.record(m.EV_STOP, reason)
         self._dates()
@@ -359,7 +383,8 @@ class Therapy:
         p.halt()
         self.mode = m.MODE_MINIMUM
         self._hold()
-        self.change_ms = -1
+        if self.program_mode != m.MODE_TAPER:  # (a taper's days go on: _taper)
+            self.change_ms = -1
         self.stop_reason = reason
         self.record(m.EV_SUSPEND, reason)
         self._dates()
@@ -383,7 +408,10 @@ class Therapy:
             rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "no program to resume")
         if self.mode == self.program_mode:
             rules.refuse(m.ERR_INVALID_STATE, 0, 0, 0, "the program is running")
-        self._check_peak(self.steps, 0, self.daily_ng)
+        # With what is left of a bolus given while it was held (a priming or clinician
+        # bolus may run on a stopped pump), as every program change counts it.
+        self._check_peak(self.steps, self.pump.bolus_left_ng(), self.daily_ng,
+                         self.utc_offset_min)
         self.mode = self.program_mode
         self.stop_reason = 0
         self._run()
@@ -516,7 +544,7 @@ class Therapy:
         dose = steps * pg_step // 1000
         # Every 24 h window that holds any of the bolus holds all of it, beside what was
         # delivered in its past and what the program in force gives in its future.
-        peak = self._peak(self._running_steps(), dose)
+        peak = self._peak(self._running_steps(), dose, self.utc_offset_min)
         if peak > self.ceiling_ng:
             room = dose - (peak - self.ceiling_ng)
             rules.refuse(m.ERR_LIMIT, m.RULE_BOLUS_CEILING, dose, room if room > 0 else 0,
@@ -674,10 +702,12 @@ class Therapy:
         cut short is logged as such and not resumed; sessions are closed."""
         self.record(m.EV_RESTORED, gap_s, self.mode, 1 if older_copy else 0)
         self._end_bolus()
+        if self.program_mode == m.MODE_TAPER and self.mode != m.MODE_TAPER:
+            self._taper()  # a taper held: its days went on, the pump off or not
         if self.mode == m.MODE_MINIMUM:
             self._hold()
         elif self.mode != m.MODE_STOPPED:
-            self._run()
+            self._run()  # a taper's days went on while the pump was off (_taper)
         self._dates()
 
     # -- time --------------------------------------------------------------------------------
@@ -701,11 +731,15 @@ class Therapy:
         if self.change_ms >= 0:
             self.change_ms -= elapsed_ms
             if self.change_ms <= 0:
-                taper = self.mode == m.MODE_TAPER
-                if taper:
-                    self.taper_day += 1
-                    self.taper_next_up += DAY_S
-                self._run(taper)
+                if self.program_mode != m.MODE_TAPER:
+                    self._run(False)  # a flex day's own step
+                elif self.mode == m.MODE_TAPER:
+                    self._run()  # the taper's next day
+                else:  # the next day of a taper held: its dose, held
+                    self._taper()
+                    if self.mode == m.MODE_MINIMUM:
+                        self._hold()  # never more than the day's own dose
+                    self._dates()
         up = p.uptime_s
         if self.refill_end_up and up >= self.refill_end_up:
             self.refill_abort(True)

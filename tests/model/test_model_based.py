@@ -22,8 +22,8 @@ After every step:
 INTRAPUMP_MODEL_SEQUENCES (default 1000) sets how many sequences run; INTRAPUMP_MODEL_SEED
 (unset by default) runs a different, seeded set instead of the fixed one.
 
-Firmware bugs this test found (README.md, F1-F7) are each kept out of the random sequences by a
-narrow exclusion whose comment names the bug, and reproduced below by a strict xfail.
+Firmware bugs this test found (README.md, F1-F7, all fixed) are each reproduced below by the
+shortest sequence that showed it, and pinned on the board by tests/board/test_model_findings.py.
 """
 
 import copy
@@ -53,7 +53,6 @@ from model_oracle import (  # noqa: E402
     MODELLED_ALARMS,
     Oracle,
     Plant,
-    Program,
     Verdict,
     message_row,
 )
@@ -419,24 +418,9 @@ class PumpMachine(RuleBasedStateMachine):
 
     # -- time ----------------------------------------------------------------------------------
 
-    def taper_day_in(self, seconds):
-        """s until the taper in force starts its next day, if that is within `seconds`."""
-        p = self.o.prog
-        if p is None or p.mode != m.MODE_TAPER:
-            return None
-        nxt = self.o.prog_breaks(p, self.o.now, self.o.now + seconds + 1)
-        return nxt[0] - self.o.now if nxt else None
-
-    def advance(self, seconds, clamp=True):
+    def advance(self, seconds):
         """Let time pass, in the loop's chunks; compare delivery in each."""
         seconds = min(seconds, MAX_DAYS * DAY - self.real)
-        if clamp and self.o.mode in (m.MODE_STOPPED, m.MODE_MINIMUM):
-            # Firmware bug F1 (README): a taper held over one of its day boundaries never
-            # steps down again. Kept out of the random sequences (time stops short of the
-            # boundary while a taper is held); test_f1_* below reproduce it.
-            left = self.taper_day_in(seconds)
-            if left is not None:
-                seconds = min(seconds, left - 1)
         t = self.board.t
         while seconds > 0:
             d = min(seconds, CHUNK_S)
@@ -556,17 +540,8 @@ class PumpMachine(RuleBasedStateMachine):
     def _dose(self, how):
         kind, x = how
         if kind == "pct":
-            return self.f2_safe(max(1000, self.o.dose * x // 100) if self.o.dose else 100_000)
-        return self.f2_safe(x)
-
-    def f2_safe(self, dose):
-        """Firmware bug F2 (README): a cut to exactly floor(80 % of the highest dose in 24 h)
-        passes unconfirmed although it cuts more than 20 % (by under 1 ng/day). Kept out of
-        the random sequences (such a dose is moved up by 1 ng/day); test_f2_* reproduces it."""
-        top = self.o.highest_dose(DAY)
-        if dose * 100 < top * 80 and dose == top * 80 // 100:
-            return dose + 1
-        return dose
+            return max(1000, self.o.dose * x // 100) if self.o.dose else 100_000
+        return x
 
     @rule(origin=st.sampled_from((m.ORIGIN_SPINAL, m.ORIGIN_CEREBRAL)),
           age=st.sampled_from((3, 4, 8, 17, 18, 40, 80)),
@@ -579,11 +554,6 @@ class PumpMachine(RuleBasedStateMachine):
         clock = self.o.clock
         s = {None: 0, "now": clock, "2d": clock - 2 * DAY, "1h": clock - 3600,
              "future": clock + 3600}[start]
-        if self.o.prog is None and self.o.bolus is not None:
-            # Firmware bug F3 (README): with no program set, a ceiling under what a running
-            # bolus has still to give is accepted. Kept out of the random sequences (no
-            # lowering of the ceiling then); test_f3_* reproduces it.
-            ceiling = max(ceiling, self.o.ceiling)
         self.request(m.SET_PROFILE, (origin, age, phase, ceiling, catheter, s))
 
     @rule(dose=doses, confirm=confirms)
@@ -604,7 +574,7 @@ class PumpMachine(RuleBasedStateMachine):
           confirm=st.sampled_from((0, 0, m.CONFIRM_HIGH_DOSE)))
     def near_high_dose(self, dose, confirm):
         """Around 1000 mcg/day, where a confirmation starts to be needed (§5)."""
-        self.request(m.SET_CONTINUOUS, (self.f2_safe(dose), confirm))
+        self.request(m.SET_CONTINUOUS, (dose, confirm))
 
     @rule(confirm=confirms, offset=st.sampled_from((-720, 0, 60, 330, 840)),
           n=st.integers(2, 4), rising=st.sampled_from((True, True, True, True, False)),
@@ -616,31 +586,9 @@ class PumpMachine(RuleBasedStateMachine):
         pcts = data.draw(st.lists(st.integers(60, 140), min_size=n, max_size=n))
         base = self.o.dose or data.draw(typical)
         steps = tuple((s, max(1000, base * p // 100)) for s, p in zip(starts, pcts, strict=True))
-        while self.f2_safe(self.o.day_dose(steps)) != self.o.day_dose(steps):
-            steps = tuple((a, d + 1) for a, d in steps)  # F2 (f2_safe) by a flex day's dose
-        self.request(m.SET_FLEX, (confirm, self.f7_safe(offset, steps), steps))
+        self.request(m.SET_FLEX, (confirm, offset, steps))
 
-    def f7_safe(self, offset, steps):
-        """Firmware bug F7 (README): a new flex day is checked against the ceiling at the UTC
-        offset of the program in force, not its own. Kept out of the random sequences: a
-        new offset only where the ceiling is far, at either offset, from what the day would
-        put in 24 h; test_f7_* reproduces it."""
-        o = self.o
-        now = o._offset()
-        if offset == now or any(x[0] >= y[0] for x, y in zip(steps, steps[1:], strict=False)):
-            return offset
-        for off in (offset, now):
-            v = Verdict("f7")
-            o.check_ceiling(v, m.ERR_LIMIT, m.RULE_HARD_CEILING,
-                            Program(m.MODE_FLEX, steps, off), o._bolus_left())
-            if v.must or v.may:
-                return now
-        return offset
-
-    # Firmware bug F5 (README): SET_TAPER on a stopped or suspended pump restarts delivery
-    # without the ceiling check RESUME makes. Kept out of the random sequences (a taper only
-    # while the program runs); test_f5_* reproduces it.
-    @precondition(lambda self: self.has_program() and self.o.running())
+    @precondition(has_program)
     @rule(pct=st.sampled_from((1, 20, 50, 80, 90, 99, 100, 110)),
           days=st.sampled_from((13, 14, 14, 20, 28, 28, 29)), confirm=confirms)
     def set_taper(self, pct, days, confirm):
@@ -656,13 +604,7 @@ class PumpMachine(RuleBasedStateMachine):
     def suspend(self, reason, confirmed):
         self.request(m.SUSPEND, (reason, m.STOP_CONFIRM if confirmed else 0))
 
-    def f4_safe(self):
-        """Firmware bug F4 (README): RESUME checks the ceiling without the bolus still running.
-        Kept out of the random sequences (no resume while a bolus runs); test_f4_* reproduces
-        it."""
-        return self.o.bolus is None
-
-    @precondition(lambda self: self.held() and self.f4_safe())
+    @precondition(held)
     @rule()
     def resume(self):
         self.request(m.RESUME, ())
@@ -732,7 +674,7 @@ class PumpMachine(RuleBasedStateMachine):
         for i in range(n):
             if i:
                 self.advance(gap)
-            if i == reset_at and self.f6_safe():
+            if i == reset_at:
                 self.flush()
                 self.reboot(0, clock_kept=True)
             self.request(m.PATIENT_BOLUS, (), m.ROLE_PATIENT)
@@ -743,8 +685,7 @@ class PumpMachine(RuleBasedStateMachine):
         """Requests that the state often refuses: resume while running, ends of sessions
         that are not open, a patient bolus while off, screening after screening..."""
         if what == "resume":
-            if self.f4_safe():
-                self.request(m.RESUME, ())
+            self.request(m.RESUME, ())
         elif what == "cap_end":
             self.request(m.CAP_END, ())
         elif what == "refill_abort":
@@ -778,7 +719,7 @@ class PumpMachine(RuleBasedStateMachine):
                       "+25": expected * 125 // 100, "-30": expected * 70 // 100, "none": 0,
                       "+50ul": expected + 50_000}[drained]
         if change is not None:  # a maintenance change inside the visit
-            self.request(m.SET_CONTINUOUS, (self.f2_safe(max(1000, self.o.dose * change // 100)),
+            self.request(m.SET_CONTINUOUS, (max(1000, self.o.dose * change // 100),
                                             m.CONFIRM_HIGH_DOSE | m.CONFIRM_LARGE_DECREASE))
         if end == "commit":
             self._filled = True
@@ -802,7 +743,7 @@ class PumpMachine(RuleBasedStateMachine):
             return
         for p in (pct, twice):
             if p is not None:
-                self.request(m.SET_CONTINUOUS, (self.f2_safe(max(1000, base * p // 100)),
+                self.request(m.SET_CONTINUOUS, (max(1000, base * p // 100),
                                                 m.CONFIRM_HIGH_DOSE))
         conc = self.o.conc
         self._filled = True
@@ -906,23 +847,11 @@ class PumpMachine(RuleBasedStateMachine):
         self.fs_volume = max(self.fs_volume, self.board.t.pump.volume_nl)  # back as saved
         self.agree()
 
-    def f6_safe(self):
-        """Firmware bug F6 (README): after a reset during an occlusion the occlusion alarm
-        stays active for good. Kept out of the random sequences (no reset while the motor is
-        blocked); test_f6_* reproduces it."""
-        return not self.o.blocked
-
-    @precondition(f6_safe)
     @rule(lost=st.sampled_from((0, 0, 1, 300, 599)), off=st.sampled_from((0, 5, 600, 3 * 3600)),
           clock_kept=st.booleans())
     def reset(self, lost, off, clock_kept):
         """A reset: the last periodic save was `lost` s ago (what was delivered since is
         forgotten), the pump stays off `off` s, its clock survives or not."""
-        left = self.taper_day_in(lost + off + 1)
-        if clock_kept and left is not None:
-            # F1 also after a reset (see advance): the pump comes back from the last save, so
-            # no taper day may start between it and the end of the off time. Kept out.
-            lost, off = min(lost, left - 1), 0
         self.flush()
         if lost:
             self.advance(lost)
@@ -931,14 +860,13 @@ class PumpMachine(RuleBasedStateMachine):
             self.lost.append((saved_real, self.real, self.delivered - saved_delivered))
         self.reboot(off, clock_kept)
 
-    @precondition(f6_safe)
     @rule(pct=percent, confirm=confirms, where=st.sampled_from(("log", "state", "whole")),
           at=st.floats(0, 1), clock_kept=st.booleans())
     def power_cut_in_a_save(self, pct, confirm, where, at, clock_kept):
         """A program change, and the power goes while the loop saves it (before the answer
         reaches the host): the flash holds the old state or, if the save was whole, the new."""
         self.flush()
-        out = self.request(m.SET_CONTINUOUS, (self.f2_safe(max(1000, self.o.dose * pct // 100)),
+        out = self.request(m.SET_CONTINUOUS, (max(1000, self.o.dose * pct // 100),
                                               confirm))
         if out is None:
             return
@@ -1053,26 +981,22 @@ def test_firmware_agrees_with_the_model():
         print(Tally.report())
 
 
-# -- firmware bugs this test found: each reproduced by its shortest sequence --------------------
-# They fail today (strict xfail): when a fix lands, the xfail turns into a failure that says
-# so; then drop the marker and the exclusion named in the bug's comment above.
+# -- firmware bugs this test found (README "Found and fixed"): each by its shortest sequence ------
+# They failed before their fix (as strict xfails, kept out of the random sequences by a narrow
+# exclusion); fixed, they pass and the random sequences explore them again.
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="F1: a taper held over a day boundary never steps down again")
 def test_f1_a_taper_stopped_over_a_day_boundary_steps_on_after_resume():
     s = PumpMachine()
     s.setup(phase=m.PHASE_TITRATION, origin=m.ORIGIN_SPINAL, age=40, ceiling=1_500_000,
             conc=2000, fill=config.RESERVOIR_NL, first=100_000, started_ago=0)
     s.set_taper(pct=50, days=14, confirm=0)  # 100 -> 50 mcg/day, a cut a day
     s.stop(reason=1, confirmed=True)
-    s.advance(2 * DAY, clamp=False)  # two of its days pass while it is stopped
-    s.resume()  # the pump: 100 mcg/day (day 0) for good; the model: day 2's 92.9
-    s.advance(2 * DAY, clamp=False)
+    s.advance(2 * DAY)  # two of its days pass while it is stopped
+    s.resume()  # unfixed, the pump ran 100 mcg/day (day 0) for good; the model: day 2's 92.9
+    s.advance(2 * DAY)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="F1: a taper powered off over a day boundary never steps down again")
 def test_f1_a_taper_powered_off_over_a_day_boundary_steps_on_after_the_reset():
     s = PumpMachine()
     s.setup(phase=m.PHASE_TITRATION, origin=m.ORIGIN_SPINAL, age=40, ceiling=1_500_000,
@@ -1084,8 +1008,6 @@ def test_f1_a_taper_powered_off_over_a_day_boundary_steps_on_after_the_reset():
     s.advance(2 * DAY)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="F2: a cut just over 20 % passes unconfirmed (threshold rounded down)")
 def test_f2_a_cut_of_just_over_20_percent_needs_a_confirmation():
     s = PumpMachine()
     s.setup(phase=m.PHASE_MAINTENANCE, origin=m.ORIGIN_SPINAL, age=40, ceiling=300_000,
@@ -1094,8 +1016,6 @@ def test_f2_a_cut_of_just_over_20_percent_needs_a_confirmation():
     s.request(m.SET_CONTINUOUS, (9493, 0))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="F3: with no program, a ceiling under a running bolus is accepted")
 def test_f3_a_ceiling_under_the_running_priming_bolus_is_refused():
     s = PumpMachine()
     s.setup(phase=m.PHASE_TITRATION, origin=m.ORIGIN_SPINAL, age=40, ceiling=300_000,
@@ -1104,8 +1024,6 @@ def test_f3_a_ceiling_under_the_running_priming_bolus_is_refused():
     s.request(m.SET_PROFILE, (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 100_000, 200_000, 0))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="F4: RESUME checks the ceiling without the bolus still running")
 def test_f4_resume_counts_the_running_bolus_against_the_ceiling():
     s = PumpMachine()
     s.setup(phase=m.PHASE_TITRATION, origin=m.ORIGIN_SPINAL, age=40, ceiling=300_000,
@@ -1115,8 +1033,6 @@ def test_f4_resume_counts_the_running_bolus_against_the_ceiling():
     s.request(m.RESUME, ())  # 300 mcg/day + 10 mcg in the next 24 h: ceiling 300 mcg
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="F5: SET_TAPER restarts a stopped pump without the ceiling check")
 def test_f5_a_taper_from_a_stop_is_checked_against_the_ceiling():
     s = PumpMachine()
     s.setup(phase=m.PHASE_MAINTENANCE, origin=m.ORIGIN_SPINAL, age=40, ceiling=100_000,
@@ -1126,8 +1042,6 @@ def test_f5_a_taper_from_a_stop_is_checked_against_the_ceiling():
     s.request(m.SET_TAPER, (20_000, 14, 0))  # restarts at 80 mcg/day: 180 mcg in 24 h
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="F6: an occlusion alarm outlives a reset for good")
 def test_f6_the_occlusion_alarm_clears_after_a_reset_once_the_motor_runs():
     s = PumpMachine()
     s.setup(phase=m.PHASE_TITRATION, origin=m.ORIGIN_SPINAL, age=40, ceiling=1_500_000,
@@ -1135,11 +1049,9 @@ def test_f6_the_occlusion_alarm_clears_after_a_reset_once_the_motor_runs():
     s.pressure(high=True, then=600)  # blocked: the critical occlusion alarm
     s.flush()
     s.reboot(0, clock_kept=True)  # a reset: the motor runs again, the alarm was saved
-    s.pressure(high=False, then=2 * 3600)  # no blockage: the alarm is still active, for good
+    s.pressure(high=False, then=2 * 3600)  # no blockage: unfixed, the alarm stayed for good
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="F7: a new flex day is checked against the ceiling at the old UTC offset")
 def test_f7_a_flex_day_is_checked_against_the_ceiling_in_its_own_local_time():
     s = PumpMachine()
     s.setup(phase=m.PHASE_TITRATION, origin=m.ORIGIN_SPINAL, age=40, ceiling=800_000,
