@@ -38,6 +38,10 @@ from protocol.host_codec import DecodeError, Message
 DEFAULT_TIMEOUT = 2.0
 DEFAULT_RETRIES = 2
 DEFAULT_RECONNECT_S = 10.0  # a Pico that resets comes back on USB within a few seconds
+# A CHALLENGE refused BUSY (the pump's limit on sessions opened and not used) with at most
+# this long to wait is waited out and sent once more; a longer wait is the caller's to decide.
+BUSY_RETRY_MAX_S = 10
+BUSY_MARGIN_S = 0.25  # waited past wait_s (whole seconds on the pump's clock)
 STOP_REASONS = tuple(label for _value, label in m.ENUMS["stop_reason"])
 ORIGINS = tuple(label for value, label in m.ENUMS["origin"] if value)  # not "unset"
 PHASES = tuple(label for value, label in m.ENUMS["phase"] if value)  # "unset" cannot be set
@@ -481,7 +485,10 @@ class PumpClient:
         """keys: {role: key} (host/keys.py); requests that need a role are signed with
         `role`'s key in a session the client opens on first need. A port that goes away (a
         board that resets drops off USB and comes back) is opened again for up to
-        reconnect_s seconds (0: never), and the request in flight carries on as a retry."""
+        reconnect_s seconds (0: never), and the request in flight carries on as a retry.
+        The pump's own limits are not retried around: LOCKED (the role is locked out after
+        bad tags) is raised at once (errors.Locked, with wait_s); only opening a session
+        refused BUSY with at most BUSY_RETRY_MAX_S to wait is waited out, once."""
         self.url = url
         self.keys = keys or {}
         self.role = role
@@ -554,10 +561,27 @@ class PumpClient:
                 raise errors.MissingKey(
                     f"no {self.role} key: give --keys FILE or set PUMPCTL_KEYS (host/keys.py)"
                 )
-            r = self._exchange(m.CHALLENGE, None, signed=False)
+            r = self._challenge()
             self._signer = host_codec.Signer(r["session"], r["nonce"], self.role, key)
             self._counter = 0
         return self._signer
+
+    def _challenge(self) -> Message:
+        """A new session. Refused BUSY (too many sessions opened and not used: another
+        host's, or someone flooding the link) with a short wait: waited out, then asked once
+        more; a longer wait, or BUSY again, is raised (errors.Busy, with wait_s)."""
+        try:
+            return self._exchange(m.CHALLENGE, None, signed=False)
+        except errors.Busy as e:
+            if e.wait_s > BUSY_RETRY_MAX_S:
+                raise
+            self._pause(e.wait_s + BUSY_MARGIN_S)
+        return self._exchange(m.CHALLENGE, None, signed=False)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait for the pump's clock to move on (a subclass driving a paused simulator
+        advances its time instead)."""
+        time.sleep(seconds)
 
     def _exchange(self, mtype: int, fields: dict[str, Any] | None, signed: bool) -> Message:
         signer = self._session() if signed else None
@@ -574,14 +598,20 @@ class PumpClient:
             self._write(wire)
             got = self._await(seq)
             if isinstance(got, Message):
-                if attempt and got.type == m.ERROR and got["code"] == m.ERR_NO_SESSION and (
+                lost = got["code"] if got.type == m.ERROR else 0
+                if attempt and lost in (m.ERR_NO_SESSION, m.ERR_BAD_TAG) and (
                     mtype not in m.READ_ONLY
                 ):
                     # An earlier attempt may have run before the pump rebooted and forgot
-                    # the session: sending it again could run the command twice.
+                    # the session (NO_SESSION), or gave its slot to another host's session
+                    # (BAD_TAG: the pump's answer cache for it went too): sending it again
+                    # in a new session could run the command twice.
+                    what = "rebooted" if lost == m.ERR_NO_SESSION else (
+                        "gave this session to another host")
                     raise errors.OutcomeUnknown(
-                        f"{self.url}: the pump rebooted during {host_codec.MESSAGE_NAMES[mtype]}"
-                        "; whether it took effect is unknown: check status and the log"
+                        f"{self.url}: the pump {what} during "
+                        f"{host_codec.MESSAGE_NAMES[mtype]}; whether it took effect is "
+                        "unknown: check status and the log"
                     )
                 return self._check(mtype, got)
             garbled = got or garbled

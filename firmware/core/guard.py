@@ -29,8 +29,38 @@
 #   CHALLENGE_S; past it CHALLENGE is refused BUSY (wait_s: until the next one). A session
 #   gives its token back when its role first uses it (a host that holds a key is never held
 #   back by its own sessions, however fast its clock or paused its simulator), so what the
-#   limit counts is sessions opened and never used: what a host without a key can make, and
-#   what would push others' sessions out of the SESSIONS slots.
+#   limit counts is sessions opened and never used: what a host without a key can make.
+# - Which session a CHALLENGE ends (slot reuse). There are SESSIONS slots; a CHALLENGE takes,
+#   in this order: a free slot; else the least recently used session that was never used
+#   (opened, no frame of a role ever accepted in it); else the least recently used stale
+#   session: one whose role has used a later session since (superseded: a host that opens a
+#   new session drops its old one, each pumpctl run does) or that no one has used for IDLE_S
+#   (abandoned). The latest session of each role, used within IDLE_S, is never ended by a
+#   CHALLENGE: if every slot holds one, CHALLENGE is refused BUSY, wait_s until the least
+#   recently used of them is IDLE_S idle (logged once, as a throttle, until one is served).
+#   Why this and not either plain choice:
+#   . Taking the least recently used session once the slots are full (as before) let anyone
+#     without a key end the session a clinician is working in, mid-procedure: a CHALLENGE
+#     costs nothing, and a command whose answer was lost could then no longer be retried in
+#     its own session (the pump answers a retry from its cache, per session). A host without
+#     a key can only make unused sessions, which go first: its flood of CHALLENGEs cycles
+#     through the free slots and its own sessions and ends no session a host with a key is
+#     using.
+#   . Refusing BUSY whenever every slot holds a used session would lock a host out after
+#     its session was lost (a restarted programmer, a fifth pumpctl run in a row) until an
+#     idle time-out passes, and forever on a paused simulator. Superseding needs no clock:
+#     with the three roles in SESSIONS = 4 slots, slots full of used sessions always hold
+#     one its role has superseded, so a host with a key always gets a session at once (the
+#     BUSY above needs keys for as many roles as there are slots). IDLE_S only orders stale
+#     sessions (an abandoned one goes before a superseded one used later) and bounds that
+#     BUSY.
+#   . What it costs: of two hosts working in one role at once (a programmer and a pumpctl
+#     script, both clinician), the one less recently used may be ended by others'
+#     CHALLENGEs. Its next frame is refused BAD_TAG before it runs (not counted, above) and
+#     PumpClient opens a new session and sends it again; a retry of a command whose answer
+#     was lost is refused, and PumpClient reports OutcomeUnknown instead of resending it.
+#   Without a clock (a Guard on its own) nothing is idle and nothing is refused: with no
+#   stale session, the least recently used goes.
 # - Logged once per lockout, not per frame: the guard notes each lockout as it begins
 #   (lockout_who, lockout_s, lockout_n) and the dispatcher writes one EV_LOCKOUT when it
 #   answers the refusal that caused it. A CHALLENGE throttle is one lockout (who = 0) from
@@ -53,6 +83,7 @@ FORGET_S = 86_400  # a role with no bad tag for a day starts at LOCK_S again
 CHALLENGE_BURST = 8  # sessions opened and not yet used, at most this many at once ...
 CHALLENGE_S = 10  # ... and one more each CHALLENGE_S (6 a minute)
 THROTTLED = 0  # EV_LOCKOUT's `a` for the CHALLENGE limit (roles are 1 and up)
+IDLE_S = 600  # a session no one used for 10 min is abandoned: a CHALLENGE may take it
 _MAX_STRIKES = 8  # LOCK_S << 8 is far past LOCK_MAX_S: the count need not grow further
 
 
@@ -83,6 +114,7 @@ class Guard:
         self.tokens = CHALLENGE_BURST
         self.token_at = 0
         self.throttled = False
+        self.crowded = False  # CHALLENGE refused BUSY for want of a slot it may take
         self.charged = [False] * m.SESSIONS
         self._charge = False  # the CHALLENGE being answered took a token: open() keeps it
         self.wait_s = 0  # of the last refusal LOCKED or BUSY: s until it may be allowed
@@ -98,7 +130,8 @@ class Guard:
         self.old_nonces = [b""] * m.SESSIONS  # the session each slot held before its own
         self.counters = [0] * m.SESSIONS
         self.roles = [0] * m.SESSIONS  # bound by a session's first accepted request
-        self.last_used = [0] * m.SESSIONS
+        self.last_used = [0] * m.SESSIONS  # order of use: _uses when last opened or used
+        self.used_at = [0] * m.SESSIONS  # and uptime then (s)
         self._uses = 0
         self.code = 0  # the last refusal: its error code and reason
         self.reason = ""
@@ -111,23 +144,63 @@ class Guard:
         self.token_at = clock.uptime_s
 
     def open(self, nonce):
-        """Start a session in the least recently used slot; return the slot."""
-        slot = 0
-        for i in range(1, m.SESSIONS):
-            if self.last_used[i] < self.last_used[slot]:
-                slot = i
+        """Start a session in the slot a CHALLENGE takes (see the notes above); return the
+        slot. If there is none (admit() refuses such a CHALLENGE BUSY: only a caller that
+        skips it gets here), the least recently used."""
+        slot = self._slot(self._now())
+        if slot < 0:
+            slot = 0
+            for i in range(1, m.SESSIONS):
+                if self.last_used[i] < self.last_used[slot]:
+                    slot = i
         self.old_nonces[slot] = self.nonces[slot]
         self.nonces[slot] = bytes(nonce)
         self.counters[slot] = 0
         self.roles[slot] = 0
         self.charged[slot] = self._charge
         self._charge = False
+        self.crowded = False
         self._touch(slot)
         return slot
+
+    def _slot(self, now):
+        """The slot a new session may take: a free one, else the least recently used session
+        never used, else the least recently used stale one (its role used a later session,
+        or it was idle IDLE_S); -1 if none."""
+        nonces = self.nonces
+        roles = self.roles
+        last = self.last_used
+        idle = self.clock is not None
+        unused = -1
+        stale = -1
+        n = m.SESSIONS
+        for i in range(n):
+            if not nonces[i]:
+                return i
+            role = roles[i]
+            if not role:
+                if unused < 0 or last[i] < last[unused]:
+                    unused = i
+            elif unused < 0 and (stale < 0 or last[i] < last[stale]):
+                if idle and now - self.used_at[i] >= IDLE_S:
+                    stale = i
+                    continue
+                for j in range(n):
+                    if roles[j] == role and last[j] > last[i]:
+                        stale = i
+                        break
+        if unused >= 0:
+            return unused
+        return stale
+
+    def _now(self):
+        clock = self.clock
+        return 0 if clock is None else clock.uptime_s
 
     def _touch(self, slot):
         self._uses += 1
         self.last_used[slot] = self._uses
+        self.used_at[slot] = self._now()
 
     def admit(self, d, frame):
         """0 if the decoded request `d` may be carried out as far as who sent it goes (the
@@ -138,8 +211,11 @@ class Guard:
         clock = self.clock
         now = 0 if clock is None else clock.uptime_s
         challenge = d.type == m.CHALLENGE and clock is not None
-        if challenge and self._tokens(now) == 0:
-            return self._busy(now)
+        if challenge:
+            if self._tokens(now) == 0:
+                return self._busy(now)
+            if self._slot(now) < 0:
+                return self._crowded(now)
         if not d.auth:
             if need == m.OPEN:
                 if challenge:
@@ -249,6 +325,23 @@ class Guard:
             self.throttled = True
             self._lockout(THROTTLED, self.wait_s, 0)
         return self._no(m.ERR_BUSY, "too many sessions opened and not used")
+
+    def _crowded(self, now):
+        """Every slot holds the latest session of its role, used within IDLE_S: BUSY until
+        the least recently used of them has been idle IDLE_S."""
+        at = self.used_at
+        first = at[0]
+        for i in range(1, m.SESSIONS):
+            if at[i] < first:
+                first = at[i]
+        wait = first + IDLE_S - now
+        if wait > IDLE_S:  # a clock that went back
+            wait = IDLE_S
+        self.wait_s = wait if wait > 0 else 1
+        if not self.crowded:
+            self.crowded = True
+            self._lockout(THROTTLED, self.wait_s, 0)
+        return self._no(m.ERR_BUSY, "every session is in use")
 
     def _lockout(self, who, seconds, n):
         self.lockout_who = who

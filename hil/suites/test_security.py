@@ -2,8 +2,10 @@
 Authentication): an unsigned command, a role sending what it may not, a forged or altered
 frame, a captured frame sent again (in its session, in a new session, after a reboot), a
 counter that does not rise. Each is refused with its typed error, counted and logged; the
-therapy is as it was. Frames are captured from what PumpClient sent, or built and signed by
-hand (hil/suites/rawlink.py)."""
+therapy is as it was. Then brute force and session churn (firmware/core/guard.py): bad tags
+lock their role out (LOCKED), sessions opened and not used are rate-limited (BUSY), and a
+flood of CHALLENGEs ends no session in use. Frames are captured from what PumpClient sent,
+or built and signed by hand (hil/suites/rawlink.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from firmware.core import guard
 from hil.rig import Rig
 from hil.suites import rawlink
 from hil.suites.kit import prepare
@@ -258,11 +261,16 @@ def test_a_frame_replayed_after_a_new_challenge_is_refused(raw: RawClient) -> No
     raw.session("clinician")  # a new session: the old one is still open, its counter on
     refused(raw, lambda: raw.call(first, seq_of(first)), errors.Replay, m.SET_CONTINUOUS,
             "clinician")
-    for _ in range(m.SESSIONS):  # until new sessions have taken the old one's slot
-        if raw.session("clinician").session == slot:
+    # Other clinician hosts open sessions and use them: the old one is stale (its role used
+    # a later one), and a CHALLENGE takes its slot once no slot is free or unused.
+    for counter in range(1, 2 * m.SESSIONS):
+        other = raw.session("clinician")
+        if other.session == slot:
             break
+        seq = raw.seq()
+        assert raw.call(rawlink.signed("GET_STATUS", seq, None, other, counter), seq)
     else:
-        pytest.fail(f"{m.SESSIONS} new sessions and none took slot {slot}")
+        pytest.fail(f"{2 * m.SESSIONS} new sessions and none took slot {slot}")
     raw.new_session()  # this client's own session went with it
     refused(raw, lambda: raw.call(first, seq_of(first)), errors.BadTag, m.SET_CONTINUOUS)
     before, since = state(raw), log_total(raw)
@@ -319,9 +327,105 @@ def test_a_counter_that_does_not_rise_is_refused(raw: RawClient) -> None:
     assert raw.program().daily_dose_mcg == 370
 
 
+def challenges(raw: RawClient) -> int:
+    """CHALLENGEs this client has sent (its own sessions and raw ones)."""
+    return sum(rawlink.unwire(f)[1] == m.CHALLENGE for f in raw.sent)
+
+
 @pytest.mark.hil
 def test_a_client_whose_session_other_hosts_took_over_carries_on(raw: RawClient) -> None:
     prepare(raw)
-    for _ in range(m.SESSIONS):  # other hosts (pumpctl runs, a second tester) open sessions
+    slot = rawlink.unwire(raw.sent[-1])[-m.CRC_SIZE - m.AUTH_SIZE]
+    # Other clinician hosts (pumpctl runs, a second tester) open sessions and use them, and
+    # new CHALLENGEs take the slot of this client's session, stale now.
+    for counter in range(1, 2 * m.SESSIONS):
+        other = raw.session("clinician")
+        if other.session == slot:
+            break
+        seq = raw.seq()
+        assert raw.call(rawlink.signed("GET_STATUS", seq, None, other, counter), seq)
+    else:
+        pytest.fail(f"{2 * m.SESSIONS} new sessions and none took slot {slot}")
+    opened = challenges(raw)
+    assert raw.status().mode == "stopped"  # refused BAD_TAG unrun, sent again in a new one
+    assert challenges(raw) == opened + 1
+
+
+# -- brute force and session churn -----------------------------------------------------------
+
+
+@pytest.mark.hil
+@pytest.mark.rig("time_control")
+def test_forged_frames_lock_their_role_out_and_the_others_carry_on(
+    raw: RawClient, rig: Rig, pump_keys: dict[str, bytes]
+) -> None:
+    for role in ("patient", "service"):
+        if role not in pump_keys:
+            pytest.skip(f"the key file has no {role} key")
+    running(raw)
+    since = log_total(raw)
+    locked = raw.counters()["LOCKED"]
+    s = raw.session("clinician")
+    forger = Signer(s.session, s.nonce, "clinician", secrets.token_bytes(m.KEY_SIZE))
+    for _ in range(guard.FAIL_LIMIT):  # a guesser claiming the clinician's role
+        seq = raw.seq()
+        with pytest.raises(errors.BadTag):
+            raw.call(program_350(forger, seq), seq)
+    seq = raw.seq()
+    with pytest.raises(errors.Locked) as caught:
+        raw.call(program_350(forger, seq), seq)
+    wait = caught.value.wait_s
+    assert 0 < wait <= guard.LOCK_MAX_S and caught.value.request_type == m.SET_CONTINUOUS
+    # The clinician's own key too, in its own session: raised at once, never retried.
+    sent = len(raw.sent)
+    with pytest.raises(errors.Locked) as caught:
+        raw.status()
+    assert 0 < caught.value.wait_s <= wait and len(raw.sent) == sent + 1
+    # The patient and service carry on; the lockout is logged once, its refusals counted.
+    with as_role(raw, "patient") as patient:
+        assert patient.status().daily_dose_mcg == 400
+        assert patient.patient_bolus().kind == "patient"
+    with as_role(raw, "service") as service:
+        events = service.events(since)
+        assert service.counters()["LOCKED"] == locked + 2
+    lockouts = [(e.type, e.a, e.role) for e in events if e.event == "lockout"]
+    assert lockouts == [(m.SET_CONTINUOUS, m.ROLE_CLINICIAN, "none")]
+    lockout = next(e for e in events if e.event == "lockout")
+    assert lockout.b >= wait and lockout.c >= 1
+    assert not [e for e in events if e.event == "refused" and e.a == m.ERR_LOCKED]
+    rig.advance(wait * 1000)  # pump time: the lockout is over
+    assert raw.status().daily_dose_mcg == 400  # in the session it had all along
+    assert raw.set_continuous("380").daily_dose_mcg == 380
+
+
+@pytest.mark.hil
+@pytest.mark.rig("time_control")
+def test_unused_challenges_are_busy_past_the_limit_and_end_no_session(
+    raw: RawClient, rig: Rig
+) -> None:
+    running(raw)  # the clinician's session: used, it holds no token
+    since = log_total(raw)
+    busy = raw.counters()["BUSY"]
+    opened = challenges(raw)
+    mine = rawlink.unwire(raw.sent[-1])[-m.CRC_SIZE - m.AUTH_SIZE]  # its session's slot
+    slots = [raw.request("CHALLENGE")["session"] for _ in range(guard.CHALLENGE_BURST)]
+    assert mine not in slots, f"the flood took its slot {mine}: {slots}"
+    waits = []
+    for _ in range(3):
+        with pytest.raises(errors.Busy) as caught:
+            raw.request("CHALLENGE")
+        assert caught.value.request_type == m.CHALLENGE
+        waits.append(caught.value.wait_s)
+    assert 0 < waits[0] <= guard.CHALLENGE_S and waits == [waits[0]] * 3, waits
+    # The clinician's session goes on through it all (no new CHALLENGE needed) ...
+    assert raw.status().daily_dose_mcg == 400
+    assert raw.counters()["BUSY"] == busy + 3
+    events = raw.events(since)
+    assert challenges(raw) == opened + guard.CHALLENGE_BURST + 3
+    assert [(e.event, e.type, e.a, e.b, e.c) for e in events if e.event in (
+        "lockout", "refused")] == [("lockout", m.CHALLENGE, guard.THROTTLED, waits[0], 0)]
+    # ... and once the wait is over (pump time), a CHALLENGE is served again.
+    rig.advance(waits[0] * 1000)
+    assert raw.request("CHALLENGE")["session"] in range(m.SESSIONS)
+    with pytest.raises(errors.Busy):  # one, each CHALLENGE_S
         raw.request("CHALLENGE")
-    assert raw.status().mode == "stopped"

@@ -246,12 +246,13 @@ def applicable_rules(s: sched.Schedule, status: Status, profile: Profile, progra
                     "refusal_expected" if new > allowed else "ok",
                     f"{change}; one increase per 24 h (the pump knows when the last was)"))
         elif new < old:
-            floor = old * (100 - label.LARGE_DECREASE_PCT) // 100
+            # As the pump compares (rules.check_decrease): exactly, not against a rounded 80 %.
+            large = new * 100 < old * (100 - label.LARGE_DECREASE_PCT)
             out.append(_rule(
                 "large_decrease", "a cut of more than 20 % needs confirmation (label 2.6, 5.5)",
-                "confirm" if new < floor else "ok",
+                "confirm" if large else "ok",
                 f"{_pct(new, old)} %; the pump measures from the highest dose in force in the "
-                "last 24 h", "large_decrease" if new < floor else None))
+                "last 24 h", "large_decrease" if large else None))
         if new > label.HIGH_DOSE_NG:
             out.append(_rule("high_dose", "above 1000 mcg/day needs confirmation (label 2.6)",
                              "confirm", f"{num(ng_to_mcg(new))} mcg/day", "high_dose"))

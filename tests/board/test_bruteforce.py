@@ -3,8 +3,10 @@
 # FORGET_S), per role; a locked role is refused LOCKED with wait_s before any HMAC; what is not
 # a guess (no session, no key, wrong role, replay) does not count, nor does a good tag clear
 # the count. CHALLENGE is a token bucket of sessions opened and not used (BUSY with wait_s);
-# a session gives its token back when its role first uses it. Each lockout is logged once
-# (EV_LOCKOUT), its refusals counted, never logged one by one; therapy runs on throughout.
+# a session gives its token back when its role first uses it. A CHALLENGE takes a free slot,
+# else an unused session, else a stale one (superseded by its role, or idle IDLE_S); never the
+# latest session of a role in use (BUSY when that is all there is). Each lockout is logged
+# once (EV_LOCKOUT), its refusals counted, never logged one by one; therapy runs on throughout.
 # The guard runs on a fake clock (uptime_s), the dispatcher on the pump's, the loop on fake
 # board objects. Board-safe: runs on CPython and on MicroPython.
 
@@ -28,6 +30,7 @@ from firmware.core.guard import (
     FAIL_LIMIT,
     FAIL_WINDOW_S,
     FORGET_S,
+    IDLE_S,
     LOCK_MAX_S,
     LOCK_S,
     THROTTLED,
@@ -233,13 +236,15 @@ def test_a_good_tag_does_not_clear_the_count():
 
 
 def test_a_host_whose_session_was_taken_over_is_not_locked_out():
-    # Others' CHALLENGEs took its slot: its next frames, signed with the key and the slot's
-    # old nonce, are refused BAD_TAG, but they prove the key and are not counted.
+    # Another clinician host's later session made its session stale, and a CHALLENGE took its
+    # slot: its next frames, signed with the key and the slot's old nonce, are refused
+    # BAD_TAG, but they prove the key and are not counted.
     g = _guard(sessions=1)
     _is(_use(g, _sign(m.GET_STATUS, 0, CLINICIAN, 1)), 0, "the clinician's session")
-    for i in range(m.SESSIONS):  # slot 0 is taken over (and the others opened)
-        g.open(b"other host %5d" % i)
-    assert g.nonces[0] != NONCES[0], "slot 0 has another session now"
+    for i, role in ((1, PATIENT), (2, SERVICE), (3, CLINICIAN)):  # others' sessions, used
+        assert g.open(NONCES[i]) == i, "slot %d" % i
+        _is(_use(g, _sign(m.GET_STATUS, i, role, 1)), 0, "slot %d used" % i)
+    assert g.open(b"other host   0") == 0, "slot 0 (superseded by slot 3) is taken over"
     for i in range(4 * FAIL_LIMIT):
         _is(_use(g, _sign(m.GET_STATUS, 0, CLINICIAN, 2 + i)), m.ERR_BAD_TAG, "old session")
     assert g.lockout_who == -1 and g.fails[CLINICIAN] == 0, "not counted"
@@ -388,6 +393,101 @@ def test_a_session_used_by_its_role_gives_its_token_back():
     _is(_challenge(g), 0, "its token serves one more CHALLENGE")
 
 
+def _pumpctl_run(g, role, what):
+    """A host with a key opens a session and uses it (as each pumpctl run does): its slot."""
+    d, buf = _decode(_plain(m.CHALLENGE))
+    _is(g.admit(d, buf), 0, what + ": CHALLENGE")
+    nonce = b"%-16s" % what[:16].encode()
+    slot = g.open(nonce)
+    _is(_use(g, _sign(m.GET_STATUS, slot, role, 1, nonce=nonce)), 0, what + ": used")
+    return slot
+
+
+def test_a_host_with_a_key_always_gets_a_session_at_once():
+    # On a clock that stands still (a paused simulator), slots full of used sessions: each
+    # new host with a key is served at once, in the slot its role's later session made
+    # stale; the latest session of each other role is kept.
+    g = Guard(dict(KEYS), Clock())
+    patient = _pumpctl_run(g, PATIENT, "patient")
+    service = _pumpctl_run(g, SERVICE, "service")
+    slots = [_pumpctl_run(g, CLINICIAN, "pumpctl %d" % i) for i in range(12)]
+    assert patient not in slots and service not in slots, "clinician runs took %r" % (slots,)
+    assert sorted(set(slots)) == sorted(set(range(m.SESSIONS)) - {patient, service}), (
+        "the clinician's runs take turns in the other two slots: %r" % (slots,))
+    assert g.nonces[patient] == b"patient         " and g.roles[patient] == PATIENT
+    assert g.nonces[service] == b"service         " and g.roles[service] == SERVICE
+    # A host without a key now takes the clinician's stale session, and then its own.
+    for i in range(CHALLENGE_BURST):
+        _is(_challenge(g), 0, "keyless %d" % i)
+    taken = [i for i in range(m.SESSIONS) if g.roles[i] == 0]
+    assert len(taken) == 1 and g.nonces[taken[0]] == NONCES[0], "one slot: %r" % (taken,)
+    _is(_use(g, _sign(m.GET_STATUS, slots[-1], CLINICIAN, 2, nonce=b"pumpctl 11      ")),
+        0, "the clinician's latest session goes on")
+
+
+def test_a_challenge_takes_an_abandoned_session_before_a_superseded_one():
+    def pump_at(now):
+        """Slots 0 to 3: patient, clinician, clinician, service, used one second apart from
+        1000; the first clinician host carries on at 1500, superseding the second's."""
+        clock = Clock(1000)
+        g = Guard(dict(KEYS), clock)
+        for role in (PATIENT, CLINICIAN, CLINICIAN, SERVICE):
+            _pumpctl_run(g, role, "at %d" % clock.uptime_s)
+            clock.uptime_s += 1
+        clock.uptime_s = 1500
+        _is(_use(g, _sign(m.GET_STATUS, 1, CLINICIAN, 2, nonce=b"at 1001         ")), 0,
+            "the first clinician host: its session in 1 is the latest now")
+        clock.uptime_s = now
+        _is(_challenge(g), 0, "CHALLENGE at %d" % now)
+        return [i for i in range(m.SESSIONS) if g.roles[i] == 0]
+
+    assert pump_at(1000 + IDLE_S - 1) == [2], "superseded by 1; the patient's not idle yet"
+    assert pump_at(1000 + IDLE_S) == [0], "the patient's session, unused for IDLE_S, first"
+
+
+def test_every_slot_the_latest_of_its_role_in_use_is_busy_until_one_is_idle():
+    # Keys for as many roles as there are slots (the firmware provisions three roles for
+    # four slots, so this needs a fourth): none of the sessions is stale, so a CHALLENGE is
+    # refused BUSY until the least recently used has been idle IDLE_S, noted once.
+    keys = dict(KEYS)
+    keys[4] = b"\x44" * 32
+    clock = Clock(1000)
+    g = Guard(keys, clock)
+    for slot, role in enumerate((PATIENT, CLINICIAN, SERVICE, 4)):
+        d, buf = _decode(_plain(m.CHALLENGE))
+        _is(g.admit(d, buf), 0, "CHALLENGE %d" % slot)
+        assert g.open(NONCES[slot]) == slot
+        _is(_use(g, _sign(m.GET_INFO, slot, role, 1, key=keys[role])), 0, "slot %d" % slot)
+        clock.uptime_s += 10
+    clock.uptime_s = 1100
+    g.lockout_who = -1
+    for waited in (0, 250, IDLE_S - 101):
+        clock.uptime_s = 1100 + waited
+        _is(_challenge(g), m.ERR_BUSY, "%d s on" % waited)
+        assert g.wait_s == 1000 + IDLE_S - clock.uptime_s, "wait_s %d" % g.wait_s
+        assert "in use" in g.reason, g.reason
+    assert (g.lockout_who, g.lockout_s, g.lockout_n) == (THROTTLED, IDLE_S - 100, 0), (
+        "noted once, as a throttle: %r" % ((g.lockout_who, g.lockout_s, g.lockout_n),))
+    assert g.tokens == CHALLENGE_BURST, "refused CHALLENGEs took no token: %d" % g.tokens
+    # The patient (slot 0) uses its session: now the clinician's is the least recently used.
+    _is(_use(g, _sign(m.GET_STATUS, 0, PATIENT, 2)), 0, "the patient carries on")
+    clock.uptime_s = 1000 + IDLE_S
+    _is(_challenge(g), m.ERR_BUSY, "the patient's is not idle any more")
+    assert g.wait_s == 10, "until the clinician's is idle IDLE_S: %d" % g.wait_s
+    g.lockout_who = -1
+    clock.uptime_s += 10
+    _is(_challenge(g), 0, "served")
+    assert g.roles[1] == 0 and g.nonces[1] == NONCES[0], "in the clinician's idle slot"
+    assert not g.crowded and g.lockout_who == -1, "the throttle is over"
+    _is(_challenge(g), 0, "and again, in the unused one")
+    assert [g.roles[i] for i in range(m.SESSIONS)] == [PATIENT, 0, SERVICE, 4]
+    # The clinician's new session in it: full again, a new throttle, noted again.
+    _is(_use(g, _sign(m.GET_STATUS, 1, CLINICIAN, 1, nonce=NONCES[0])), 0, "clinician")
+    _is(_challenge(g), m.ERR_BUSY, "full again")
+    assert (g.lockout_who, g.wait_s) == (THROTTLED, 10), "a new throttle, noted: %r" % (
+        (g.lockout_who, g.wait_s),)
+
+
 # -- through the dispatcher: answers, counters, the log, therapy ----------------------------
 
 
@@ -464,6 +564,44 @@ def test_challenge_flood_is_answered_busy_and_logged_once():
     advance(t, CHALLENGE_S * 1000)
     rtype, _ = _answer(d, _plain(m.CHALLENGE))
     assert rtype == m.CHALLENGE_OK, "one more CHALLENGE_S later"
+
+
+def test_a_keyless_challenge_flood_ends_no_session_in_use():
+    # Through the dispatcher, on the pump's clock: for half an hour a host without a key
+    # sends a CHALLENGE every 2 s (the rate limit serves one each CHALLENGE_S), while the
+    # clinician and the patient use their sessions every 5 min. None of their frames is
+    # refused: the flood takes the free slots and its own sessions, never theirs.
+    t = running(400_000)
+    d = dispatcher(t)
+    sessions = {}
+    counters = {CLINICIAN: 0, PATIENT: 0}
+    for role in (CLINICIAN, PATIENT):
+        rtype, values = _answer(d, _plain(m.CHALLENGE))
+        assert rtype == m.CHALLENGE_OK, "%s's CHALLENGE: %r" % (m.ROLE_NAMES[role], values)
+        sessions[role] = values
+
+    def work(role):
+        counters[role] += 1
+        slot, nonce = sessions[role]
+        rtype, values = _answer(d, _sign(m.GET_STATUS, slot, role, counters[role],
+                                         nonce=nonce))
+        assert rtype == m.STATUS, "%s refused: %r" % (m.ROLE_NAMES[role], values)
+
+    served = [0] * m.SESSIONS
+    for second in range(0, 1800, 2):
+        if second % 300 == 0:
+            work(CLINICIAN)
+            work(PATIENT)
+        rtype, values = _answer(d, _plain(m.CHALLENGE))
+        if rtype == m.CHALLENGE_OK:
+            served[values[0]] += 1
+        advance(t, 2000)
+    work(CLINICIAN)
+    work(PATIENT)
+    mine = (sessions[CLINICIAN][0], sessions[PATIENT][0])
+    assert [served[s] for s in mine] == [0, 0], "the flood took %r" % (served,)
+    assert sum(served) >= 1800 // CHALLENGE_S, "served the flood within its rate: %r" % (
+        served,)
 
 
 def test_therapy_goes_on_untouched_through_lockouts():
@@ -578,3 +716,44 @@ def test_refusals_of_the_rate_limits_allocate_nothing():
         for _ in range(1000):
             flood()
     assert codes == [m.ERR_LOCKED, m.ERR_BUSY], "refused: %r" % (codes,)
+
+
+def test_a_challenge_refused_for_want_of_a_slot_allocates_nothing():
+    # As above, for BUSY when every slot holds the latest session of a role in use (keys for
+    # four roles).
+    try:
+        import micropython  # type: ignore[import-not-found]
+    except ImportError:
+        micropython = None
+    keys = dict(KEYS)
+    keys[4] = b"\x44" * 32
+    g = Guard(keys, Clock())
+    for slot, role in enumerate((PATIENT, CLINICIAN, SERVICE, 4)):
+        assert g.open(NONCES[slot]) == slot
+        _is(_use(g, _sign(m.GET_INFO, slot, role, 1, key=keys[role])), 0, "slot %d" % slot)
+    chal, cbuf = _decode(_plain(m.CHALLENGE))
+    frames = (chal, cbuf)
+    codes = [0]
+
+    def flood():
+        codes[0] = g.admit(frames[0], frames[1])
+
+    flood()
+    if micropython is not None:
+        import gc
+
+        gc.collect()
+        micropython.heap_lock()
+        try:
+            for _ in range(1000):
+                flood()
+            ok = True
+        except MemoryError:
+            ok = False
+        finally:
+            micropython.heap_unlock()
+        assert ok, "refusing a CHALLENGE for want of a slot allocated (heap_lock)"
+    else:
+        for _ in range(1000):
+            flood()
+    assert codes == [m.ERR_BUSY] and g.crowded, "refused: %r" % (codes,)

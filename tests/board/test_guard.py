@@ -1,8 +1,9 @@
-# Who may do what (firmware/core/guard.py): sessions in least-recently-used slots with fresh
-# nonces; admit() refuses, in this order, an unsigned request that needs a role
-# (AUTH_REQUIRED), a session not open (NO_SESSION), a role without a key (NO_KEY), a tag that
-# does not match the key, the session's nonce and the frame (BAD_TAG), a role the access table
-# does not allow (WRONG_ROLE); advance() takes each session's counter only if it rises
+# Who may do what (firmware/core/guard.py): sessions with fresh nonces in a free slot, else the
+# least recently used one never used, else the least recently used stale one; admit()
+# refuses, in this order, an unsigned request that needs a role (AUTH_REQUIRED), a session
+# not open (NO_SESSION), a role without a key (NO_KEY), a tag that does not match the key,
+# the session's nonce and the frame (BAD_TAG), a role the access table does not allow
+# (WRONG_ROLE); advance() takes each session's counter only if it rises
 # (REPLAY). Signed frames are built here with struct + binascii.crc32 + auth.frame_tag.
 # Board-safe: runs on CPython and on MicroPython.
 
@@ -168,22 +169,75 @@ def test_fresh_guard_has_no_session():
 
 
 def test_open_takes_free_slots_then_the_least_recently_used():
+    # Free slots in turn; then the least recently used session never used (a CHALLENGE no
+    # one signed in); then the least recently used stale one: its role used a later session
+    # since. The latest session of a role in use is not taken (guard.py, slot reuse).
     g = Guard(dict(KEYS))
     for i in range(m.SESSIONS):
         assert g.open(NONCES[i]) == i, "slot %d in turn" % i
         assert g.nonces[i] == NONCES[i] and g.counters[i] == 0, "slot %d: nonce, counter" % i
-    # All taken: the least recently used goes, the one opened first.
+    # All taken, none used: the least recently used goes, the one opened first.
     assert g.open(NONCES[4]) == 0, "LRU is slot 0"
     assert g.nonces[0] == NONCES[4], "slot 0 has the new nonce"
     for i in (1, 2, 3):
         assert g.nonces[i] == NONCES[i], "slot %d kept" % i
-    # Using a session (an admitted, counted request) makes it recent: slot 1 is kept, 2 goes.
+    # A used session (an admitted, counted request) is kept while an unused one is there:
+    # slot 1 is used, so 2 goes, then 3, then 0, then round the unused ones again, never 1.
     _is(_use(g, _sign(m.GET_STATUS, 1, PATIENT, 1)), 0, "use slot 1")
-    assert g.open(b"n" * 16) == 2, "slot 1 was used: slot 2 is the LRU"
+    assert g.open(b"n" * 16) == 2, "slot 1 was used: slot 2 is the LRU unused"
     assert g.open(b"o" * 16) == 3, "then 3"
     assert g.open(b"p" * 16) == 0, "then 0 (reopened before 1 was used)"
-    assert g.open(b"q" * 16) == 1, "then 1"
-    assert g.open(b"r" * 16) == 2, "and round again"
+    assert g.open(b"q" * 16) == 2, "and round the unused ones again, not 1"
+    assert g.nonces[1] == NONCES[1] and g.counters[1] == 1, "slot 1's session goes on"
+    # Every slot used: the least recently used session whose role used a later one goes.
+    _is(_use(g, _sign(m.GET_STATUS, 2, CLINICIAN, 1, nonce=b"q" * 16)), 0, "clinician in 2")
+    _is(_use(g, _sign(m.GET_STATUS, 3, PATIENT, 1, nonce=b"o" * 16)), 0, "patient in 3")
+    _is(_use(g, _sign(m.GET_STATUS, 0, SERVICE, 1, nonce=b"p" * 16)), 0, "service in 0")
+    assert g.open(b"r" * 16) == 1, "slot 1: the patient has used slot 3 since"
+    for s, nonce in ((2, b"q" * 16), (3, b"o" * 16), (0, b"p" * 16)):
+        assert g.nonces[s] == nonce, "slot %d, the latest of its role, kept" % s
+    # Slot 1 is unused again: the next ones take it, and the used sessions stay.
+    assert g.open(b"s" * 16) == 1, "the unused one again"
+    assert g.open(b"t" * 16) == 1, "and again"
+    # The clinician opens a new session (a new pumpctl run) and uses it: its old one in 2 is
+    # the stale one now.
+    _is(_use(g, _sign(m.GET_STATUS, 1, CLINICIAN, 1, nonce=b"t" * 16)), 0, "clinician in 1")
+    assert g.open(b"u" * 16) == 2, "slot 2: superseded by slot 1"
+
+
+def test_open_without_a_clock_takes_the_lru_when_no_session_is_stale():
+    # Keys for four roles: every slot can hold the latest session of its role. The
+    # firmware's guard refuses such a CHALLENGE BUSY (test_bruteforce); a Guard without a
+    # clock (and open() called without admit()) takes the least recently used.
+    keys = dict(KEYS)
+    keys[4] = b"\x44" * 32
+    g = _guard(m.SESSIONS, keys)
+    for s, role in ((2, 4), (0, SERVICE), (3, CLINICIAN), (1, PATIENT)):  # (role 4 may
+        # send open requests only)
+        _is(_use(g, _sign(m.GET_INFO, s, role, 1, key=keys[role])), 0, "slot %d" % s)
+    assert g.open(b"v" * 16) == 2, "the least recently used"
+    assert g.open(b"w" * 16) == 2, "now unused: taken first"
+
+
+def test_a_keyless_flood_of_challenges_does_not_end_a_used_session():
+    # Each open() is a CHALLENGE from a host without a key: it can make sessions, never use
+    # them. However many, the sessions the roles use go on.
+    g = _guard(2)
+    _is(_use(g, _sign(m.SET_CONTINUOUS, 0, CLINICIAN, 1)), 0, "the clinician's session")
+    _is(_use(g, _sign(m.GET_STATUS, 1, PATIENT, 1)), 0, "the patient's session")
+    taken = [0] * m.SESSIONS
+    for i in range(50):
+        taken[g.open(b"flood %10d" % i)] += 1
+        if i % 10 == 9:  # the roles carry on in their sessions meanwhile
+            _is(_use(g, _sign(m.GET_STATUS, 0, CLINICIAN, 2 + i)), 0, "clinician %d" % i)
+            _is(_use(g, _sign(m.GET_STATUS, 1, PATIENT, 2 + i)), 0, "patient %d" % i)
+    assert taken == [0, 0, 25, 25], "slots the flood took: %r" % (taken,)
+    assert (g.nonces[0], g.nonces[1]) == (NONCES[0], NONCES[1]), "both sessions open"
+    assert (g.roles[0], g.roles[1]) == (CLINICIAN, PATIENT), "bound as before"
+    # Even left unused meanwhile (a clinician reading the screen): no clock, nothing idles.
+    for i in range(50):
+        assert g.open(b"more %11d" % i) in (2, 3), "flood %d took a used session" % i
+    _is(_use(g, _sign(m.STOP, 0, CLINICIAN, 100)), 0, "the clinician's session goes on")
 
 
 def test_admit_alone_does_not_make_a_session_recent():
@@ -208,8 +262,8 @@ def test_reopened_slot_has_a_fresh_nonce_and_counter():
     g = _guard(m.SESSIONS)
     old = _sign(m.SET_CONTINUOUS, 0, CLINICIAN, 5)
     _is(_use(g, old), 0, "slot 0, counter 5")
-    for s in (1, 2, 3):  # make slot 0 the least recently used again
-        _is(_use(g, _sign(m.GET_STATUS, s, PATIENT, 1)), 0, "use slot %d" % s)
+    for s in (1, 2, 3):  # the clinician's later sessions: slot 0 is stale, and the LRU
+        _is(_use(g, _sign(m.GET_STATUS, s, CLINICIAN, 1)), 0, "use slot %d" % s)
     fresh = b"\x5a" * 16
     assert g.open(fresh) == 0, "slot 0 reopened"
     assert g.nonces[0] == fresh and g.counters[0] == 0, "new nonce, counter reset"

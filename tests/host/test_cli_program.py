@@ -391,6 +391,11 @@ def test_rules_that_need_a_confirmation() -> None:
     assert cut["large_decrease"]["text"] == ("a cut of more than 20 % needs confirmation "
                                              "(label 2.6, 5.5)")
     assert rules_of("[continuous]\ndose = 320\n")["large_decrease"]["status"] == "ok"
+    # Exactly as the pump compares: 9.493 of 11.867 mcg/day is a 20.0004 % cut
+    just_over = rules_of("[continuous]\ndose = 9.493\n", state(daily="11.867"))
+    assert just_over["large_decrease"]["status"] == "confirm"
+    assert rules_of("[continuous]\ndose = 9.494\n",
+                    state(daily="11.867"))["large_decrease"]["status"] == "ok"
     high = rules_of("[continuous]\ndose = 1100\n", state(daily="1000"))
     assert high["high_dose"]["confirm"] == "high_dose"
     assert high["high_dose"]["text"] == "above 1000 mcg/day needs confirmation (label 2.6)"

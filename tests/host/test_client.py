@@ -9,11 +9,20 @@ from typing import Any
 
 import pytest
 
+from firmware.core import guard
 from hil.launcher import SimProcess
 from hil.rig import Rig
 from hil.suites.kit import prepare
 from host import errors
-from host.client import AlarmEvent, Event, PumpClient, Step, Telemetry
+from host.client import (
+    BUSY_MARGIN_S,
+    BUSY_RETRY_MAX_S,
+    AlarmEvent,
+    Event,
+    PumpClient,
+    Step,
+    Telemetry,
+)
 from protocol import host_codec as hc
 from protocol import messages as m
 
@@ -23,16 +32,21 @@ HOUR_MS = 3_600_000
 
 
 class ScriptedClient(PumpClient):
-    """Answers come from a list: a Message (as if read), or None (nothing in time)."""
+    """Answers come from a list: a Message (as if read), or None (nothing in time). Waits are
+    noted, not slept."""
 
     def __init__(self, script: list[Any]):
         super().__init__("scripted://", keys={"clinician": KEY}, retries=2)
         self.script = script
         self.sent: list[bytes] = []
+        self.paused: list[float] = []
         self._port = object()  # type: ignore[assignment]
 
     def _write(self, wire: bytes) -> None:
         self.sent.append(wire)
+
+    def _pause(self, seconds: float) -> None:
+        self.paused.append(seconds)
 
     def _await(self, seq: int) -> hc.Message | hc.DecodeError | None:
         answer = self.script.pop(0)
@@ -72,6 +86,67 @@ def test_a_reboot_after_a_lost_answer_is_not_resent() -> None:
     with pytest.raises(errors.OutcomeUnknown, match="unknown"):
         c.stop(confirm=True)
     assert len(c.sent) == 3  # challenge, the command, its retry: no fresh session, no resend
+
+
+def test_a_retry_refused_bad_tag_is_not_resent() -> None:
+    # The session's slot went to another host between the attempts (the pump's answer cache
+    # for it too): the first attempt may have run, so it is not sent again in a new session.
+    c = ScriptedClient([CHALLENGE_OK, None, error(m.ERR_BAD_TAG)])
+    with pytest.raises(errors.OutcomeUnknown, match="another host during STOP; whether"):
+        c.stop(confirm=True)
+    assert len(c.sent) == 3 and c.sent[1] == c.sent[2]
+
+
+def test_a_command_refused_bad_tag_at_once_is_sent_in_a_new_session() -> None:
+    c = ScriptedClient([CHALLENGE_OK, error(m.ERR_BAD_TAG), CHALLENGE_OK, STOPPED])
+    c.stop(confirm=True)  # refused before it ran: safe to send again
+    assert [hc.decode(w).name for w in c.sent] == ["CHALLENGE", "STOP", "CHALLENGE", "STOP"]
+
+
+def busy(wait_s: int) -> hc.Message:
+    return error(m.ERR_BUSY, wait_s=wait_s, request_type=m.CHALLENGE)
+
+
+def test_a_busy_challenge_with_a_short_wait_is_waited_out_and_sent_once_more() -> None:
+    c = ScriptedClient([busy(7), CHALLENGE_OK, STOPPED])
+    assert c.stop(confirm=True) == "clinician_decision"
+    assert [hc.decode(w).name for w in c.sent] == ["CHALLENGE", "CHALLENGE", "STOP"]
+    assert c.paused == [7 + BUSY_MARGIN_S]
+    c = ScriptedClient([busy(BUSY_RETRY_MAX_S), CHALLENGE_OK, STOPPED])
+    c.stop(confirm=True)
+    assert c.paused == [BUSY_RETRY_MAX_S + BUSY_MARGIN_S]
+
+
+def test_a_busy_challenge_is_retried_once_only() -> None:
+    c = ScriptedClient([busy(3), busy(10)])
+    with pytest.raises(errors.Busy) as refused:
+        c.stop(confirm=True)
+    assert refused.value.wait_s == 10 and refused.value.request == "CHALLENGE"
+    assert len(c.sent) == 2 and c.paused == [3 + BUSY_MARGIN_S]  # the STOP never went
+
+
+def test_a_busy_challenge_with_a_long_wait_is_raised_at_once() -> None:
+    c = ScriptedClient([busy(BUSY_RETRY_MAX_S + 1)])
+    with pytest.raises(errors.Busy) as refused:
+        c.stop(confirm=True)
+    assert refused.value.wait_s == BUSY_RETRY_MAX_S + 1 and "allowed in 11 s" in str(
+        refused.value)
+    assert len(c.sent) == 1 and c.paused == []
+
+
+def test_a_locked_role_is_raised_with_wait_s_and_never_retried() -> None:
+    for script in (
+        [CHALLENGE_OK, error(m.ERR_LOCKED, wait_s=120)],
+        [CHALLENGE_OK, None, error(m.ERR_LOCKED, wait_s=120)],  # on a retry: the same
+        [CHALLENGE_OK, error(m.ERR_BAD_TAG), CHALLENGE_OK, error(m.ERR_LOCKED, wait_s=120)],
+    ):
+        c = ScriptedClient(list(script))
+        with pytest.raises(errors.Locked) as refused:
+            c.stop(confirm=True)
+        e = refused.value
+        assert (e.code, e.wait_s, e.request) == (m.ERR_LOCKED, 120, "STOP")
+        assert "allowed in 2 min" in str(e)
+        assert len(c.sent) == len(script) and c.paused == []  # nothing more sent or waited
 
 
 # --- refusals, as the client raises them ------------------------------------------------------
@@ -370,3 +445,32 @@ def test_alarms_arrive_as_events_and_are_acknowledged(pump: PumpClient, rig: Rig
     assert pump.status().sessions == ()
     assert [e.event for e in pump.events()][-5:] == [
         "alarm", "alarm_ack", "alarm_silence", "cap_begin", "cap_end"]
+
+
+class RigPaced(PumpClient):
+    """A client of a paused simulator: what it waits for is pump time, which the rig runs."""
+
+    def __init__(self, url: str, rig: Rig, **kw: Any):
+        super().__init__(url, **kw)
+        self.rig = rig
+        self.paused: list[float] = []
+
+    def _pause(self, seconds: float) -> None:
+        self.paused.append(seconds)
+        self.rig.advance(int(seconds * 1000))
+
+
+def test_a_host_opening_a_session_waits_out_a_short_busy(sim: SimProcess, pump: PumpClient,
+                                                         rig: Rig) -> None:
+    prepare(pump)
+    for _ in range(guard.CHALLENGE_BURST):  # sessions opened and not used, to the limit
+        pump.request("CHALLENGE")
+    with pytest.raises(errors.Busy) as refused:
+        pump.request("CHALLENGE")  # asked for as such: answered as it comes
+    wait = refused.value.wait_s
+    assert 0 < wait <= BUSY_RETRY_MAX_S
+    patient = RigPaced(sim.url, rig, keys=sim.keys(), role="patient")
+    with patient:
+        assert patient.status().mode == "stopped"  # BUSY, waited out, served
+        assert patient.paused == [wait + BUSY_MARGIN_S]
+    assert pump.status().mode == "stopped"  # the clinician's session went on
