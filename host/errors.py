@@ -40,8 +40,8 @@ class GarbledResponse(LinkError):
 
 
 class OutcomeUnknown(LinkError):
-    """A command was sent, its answer lost, and the pump rebooted: it may or may not have
-    run. Nothing is resent; check status and the event log."""
+    """A command was sent, its answer lost, and the pump rebooted or gave the session to
+    another host: it may or may not have run. Nothing is resent; check status and the log."""
 
 
 class UnexpectedResponse(LinkError):
@@ -292,7 +292,8 @@ class Locked(ProtocolError):
 
 
 class Busy(ProtocolError):
-    """Too many sessions were opened and not used: CHALLENGE is refused for wait_s seconds."""
+    """CHALLENGE refused for wait_s seconds: too many sessions were opened and not used, or
+    every session slot holds a role's latest session in use (firmware/core/guard.py)."""
 
     code = m.ERR_BUSY
 

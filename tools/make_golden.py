@@ -40,7 +40,7 @@ The file holds:
   "auth": the pump's side of the authenticated vectors below:
       keys: {role name: key hex} as provisioned (fixed test keys, never real ones),
       sessions: [{session, nonce hex}] opened in this order on a fresh pump (CHALLENGE takes
-      the least recently used slot, so the slots are 0, 1, 2, ...); other slots are not open.
+      a free slot first, so the slots are 0, 1, 2, ...); other slots are not open.
   "signed": authenticated requests (header flag AUTH, trailer before the CRC):
       as "valid", plus auth: {session, role (int), counter, key hex, nonce hex, tag hex}; the
       tag is HMAC-SHA256(key, nonce || header || payload || session || role || counter)[:16].
