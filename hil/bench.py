@@ -312,7 +312,7 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
     budget = PICO_HEAP * 2 // 3
     out.append(row(f"heap after boot, live ({where})", h["after_boot_bytes"], "bytes",
                    f"{h['after_boot_bytes']:,} bytes ({h['modules_bytes']:,} modules + "
-                   f"{h['boot_state_bytes']:,} state)",
+                   f"{h['boot_state_bytes']:,} state)" + _vm_modules_note(h),
                    f"<= {budget // 1024} KiB (two thirds of a Pico's ~{PICO_HEAP // 1024} KiB "
                    "heap)", h["after_boot_bytes"] <= budget))
     out.append(row("heap while delivering, live", h["delivering_bytes"], "bytes",
@@ -326,6 +326,15 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
                    "MemoryError", "runs", bool(h["heap_lock_ok"]),
                    "DESIGN: allocation-free steady state"))
     return out
+
+
+def _vm_modules_note(h: dict[str, Any]) -> str:
+    """What the VM's own Python modules took apart from the figure (tests/mp/bench_heap.py
+    VM_PYTHON_MODULES: built into the Pico's MicroPython), if any."""
+    if not h.get("vm_modules"):
+        return ""
+    return f"; not counted: this VM's Python {', '.join(h['vm_modules'])}, " \
+           f"{h['vm_modules_bytes']:,}"
 
 
 def mark(met: bool | None) -> str:
@@ -343,8 +352,12 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
     h = r["heap"]
     if "error" not in h:
+        vm = ""
+        if h.get("vm_modules"):
+            vm = (f" So is {', '.join(h['vm_modules'])} ({h['vm_modules_bytes']:,} bytes): a "
+                  "Python module on this VM, built into the rp2 port's firmware (C, in flash).")
         lines += ["", f"Heap on {h['micropython']} (32-bit, as the RP2040); the fake board "
-                      f"objects ({h['fakes_bytes']} bytes) are left out. Largest modules: "
+                      f"objects ({h['fakes_bytes']} bytes) are left out.{vm} Largest modules: "
                   + ", ".join(f"{k} {v:,}" for k, v in sorted(
                       h.get("by_module", {}).items(), key=lambda kv: -kv[1])[:5]) + "."]
     return "\n".join(lines) + "\n"

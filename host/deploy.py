@@ -28,15 +28,21 @@ from host.discovery import pick_port
 
 REPO = Path(__file__).resolve().parents[1]
 _CONSTRUCT_IMPORT = re.compile(r"^\s*(?:import|from)\s+construct\b", re.M)
+# A module that says so in a line of its own is the host's even though it imports nothing
+# MicroPython lacks (protocol/spec.py: the message table with its descriptions; the board
+# tests read it on the MicroPython VM, the firmware never imports it).
+_HOST_ONLY = re.compile(r"^# host-only\b", re.M)
 say = Console(stderr=True, highlight=False)
 
 
 def board_sources() -> list[Path]:
     """Every file that goes onto the board: firmware/**/*.py and the protocol modules that do
-    not import construct (the host's codec)."""
+    not import construct (the host's codec) and are not marked `# host-only` (the table's
+    descriptions, protocol/spec.py): what the board would never import costs it flash."""
     protocol = [
         p for p in sorted((REPO / "protocol").glob("*.py"))
-        if not _CONSTRUCT_IMPORT.search(p.read_text(encoding="utf-8"))
+        if not _CONSTRUCT_IMPORT.search(text := p.read_text(encoding="utf-8"))
+        and not _HOST_ONLY.search(text)
     ]
     return sorted((REPO / "firmware").rglob("*.py")) + protocol
 

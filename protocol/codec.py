@@ -1,60 +1,64 @@
-# Board-side codec: struct layouts built from the message table, frame validation in the
-# order the error codes are documented, and encoding into preallocated buffers.
+# Board-side codec: struct layouts from the board's compact message table (protocol/layouts.py,
+# generated from protocol/spec.py), frame validation in the order the error codes are
+# documented, and encoding into preallocated buffers.
 
 import binascii
 import struct
 
 from protocol import framing
 from protocol import messages as m
+from protocol.layouts import AT, ROWS, STRINGS
+
+try:
+    from micropython import const  # pyright: ignore[reportAssignmentType]
+except ImportError:  # CPython: the host, and the board tests run there too
+
+    def const(x):
+        return x
 
 
-class Layout:
-    """A message's wire layout: fixed fields in one struct format, then an optional tail:
-    a string, or a list of items that each have a fixed struct format."""
-
-    def __init__(self, row):
-        self.type = row[0]
-        self.name = row[1]
-        self.kind = row[2]
-        self.fields = row[3]
-        fmt = "<"
-        self.has_str = False
-        self.has_list = False
-        for i, f in enumerate(self.fields):
-            if f[1] in ("str", "list"):
-                if i != len(self.fields) - 1:
-                    raise ValueError("str or list field must be last: " + self.name)
-                self.has_str = f[1] == "str"
-                self.has_list = f[1] == "list"
-            else:
-                fmt += f[1]
-        self.fmt = fmt
-        self.fixed_size = struct.calcsize(fmt)
-        self.has_tail = self.has_str or self.has_list
-        self.n_fixed = len(self.fields) - (1 if self.has_tail else 0)
-        if self.has_list:
-            self.item_fields = self.fields[-1][4]
-            self.item_fmt = "<" + "".join(f[1] for f in self.item_fields)
-            self.item_size = struct.calcsize(self.item_fmt)
+# A row of the table (protocol/layouts.py), by offset (protocol/spec.py: ROW_*, CHECK_*);
+# const: the names are gone from the board.
+_NAME = const(0)
+_KIND = const(1)
+_FMT = const(2)
+_SIZE = const(3)
+_N_FIXED = const(4)
+_TAIL = const(5)
+_TAIL_FIELD = const(6)
+_TAIL_LOW = const(7)
+_TAIL_HIGH = const(8)
+_ITEM_FMT = const(9)
+_ITEM_SIZE = const(10)
+_N_CHECKS = const(11)
+_N_ITEM_CHECKS = const(12)
+_CHECKS = const(13)
+_CHECK_SIZE = const(10)
+_TAIL_STR = const(1)
+_TAIL_LIST = const(2)
 
 
-LAYOUTS = {}
-for _row in m.MESSAGES:
-    LAYOUTS[_row[0]] = Layout(_row)
+def __getattr__(name):
+    """LAYOUTS: {type: Layout} with the full field tuples (protocol/spec.py), for the host,
+    the tests and the tools; the board's codec never needs them."""
+    if name == "LAYOUTS":
+        from protocol import spec
+
+        return spec.layouts()
+    raise AttributeError(name)
 
 
-def check_range(fields, n, values):
-    """Index of the first of the first n integer fields outside its range, or -1."""
-    for i in range(n):
-        f = fields[i]
-        lo = f[2]
-        if lo is not None and not lo <= values[i] <= f[3]:
-            return i
-    return -1
-
-
-def _range_error(out, f, value):
-    return _fail(out, m.ERR_OUT_OF_RANGE, "%s=%d outside %d..%d" % (f[0], value, f[2], f[3]))
+def _check(out, at, n, values):
+    """The n range checks at ROWS[at:] on values, in field order: 0, or the first
+    field's OUT_OF_RANGE."""
+    for k in range(n):
+        # field index, STRINGS index of its name, low, high
+        i, name, low, high = struct.unpack_from("<BBiI", ROWS, at + k * _CHECK_SIZE)
+        value = values[i]
+        if not low <= value <= high:
+            return _fail(out, m.ERR_OUT_OF_RANGE,
+                         "%s=%d outside %d..%d" % (STRINGS[name], value, low, high))
+    return 0
 
 
 class Decoded:
@@ -96,8 +100,8 @@ def decode(frame, length, out, expect="req"):
         return _fail(out, m.ERR_BAD_VERSION, "version %d; supported: %d" % (version, m.VERSION))
     if flags & ~m.FLAGS_KNOWN:
         return _fail(out, m.ERR_BAD_FLAGS, "flags 0x%02x" % flags)
-    layout = LAYOUTS.get(mtype)
-    if layout is None or layout.kind != expect:
+    at = AT.get(mtype)
+    if at is None or STRINGS[ROWS[at + _KIND]] != expect:
         return _fail(out, m.ERR_UNKNOWN_TYPE, "type 0x%02x" % mtype)
     start = m.HEADER_SIZE
     end = body
@@ -109,45 +113,54 @@ def decode(frame, length, out, expect="req"):
         out.tag_at = end + m.AUTH_FIXED
         out.auth = True
     size = end - start
-    tail = size - layout.fixed_size - 1  # bytes after the tail's count byte
-    if layout.has_str:
-        ok = tail >= 0 and tail == frame[start + layout.fixed_size]
-    elif layout.has_list:
-        ok = tail >= 0 and tail == frame[start + layout.fixed_size] * layout.item_size
+    fixed = ROWS[at + _SIZE]
+    tail_kind = ROWS[at + _TAIL]
+    tail = size - fixed - 1  # bytes after the tail's count byte
+    if tail_kind == _TAIL_STR:
+        ok = tail >= 0 and tail == frame[start + fixed]
+    elif tail_kind == _TAIL_LIST:
+        ok = tail >= 0 and tail == frame[start + fixed] * ROWS[at + _ITEM_SIZE]
     else:
-        ok = size == layout.fixed_size
+        ok = size == fixed
     if not ok:
-        return _fail(out, m.ERR_BAD_LENGTH, "%s payload of %d bytes" % (layout.name, size))
-    values = struct.unpack_from(layout.fmt, frame, start)
-    if layout.has_list:
+        return _fail(out, m.ERR_BAD_LENGTH,
+                     "%s payload of %d bytes" % (STRINGS[ROWS[at + _NAME]], size))
+    values = struct.unpack_from(STRINGS[ROWS[at + _FMT]], frame, start)
+    n_checks = ROWS[at + _N_CHECKS]
+    if tail_kind == _TAIL_LIST:
         # Lists come only with rare programming requests: a tuple per item is fine there.
-        at = start + layout.fixed_size
-        n = frame[at]
-        f = layout.fields[-1]
-        if not f[2] <= n <= f[3]:
-            return _fail(out, m.ERR_OUT_OF_RANGE, "%d %s; allowed %d..%d" % (n, f[0], f[2], f[3]))
+        first = start + fixed
+        n = frame[first]
+        lo = ROWS[at + _TAIL_LOW]
+        hi = ROWS[at + _TAIL_HIGH]
+        if not lo <= n <= hi:
+            return _fail(out, m.ERR_OUT_OF_RANGE, "%d %s; allowed %d..%d" % (
+                n, STRINGS[ROWS[at + _TAIL_FIELD]], lo, hi))
+        item_fmt = STRINGS[ROWS[at + _ITEM_FMT]]
+        item_size = ROWS[at + _ITEM_SIZE]
+        item_checks = ROWS[at + _N_ITEM_CHECKS]
+        checks_at = at + _CHECKS + n_checks * _CHECK_SIZE
         items = []
         for k in range(n):
-            item = struct.unpack_from(layout.item_fmt, frame, at + 1 + k * layout.item_size)
-            bad = check_range(layout.item_fields, len(item), item)
-            if bad >= 0:
-                return _range_error(out, layout.item_fields[bad], item[bad])
+            item = struct.unpack_from(item_fmt, frame, first + 1 + k * item_size)
+            if item_checks and _check(out, checks_at, item_checks, item):
+                return out.error
             items.append(item)
         values = values + (tuple(items),)
-    if layout.has_str:
-        at = start + layout.fixed_size
-        n = frame[at]
-        f = layout.fields[-1]
+    elif tail_kind == _TAIL_STR:
+        first = start + fixed
+        n = frame[first]
+        name = STRINGS[ROWS[at + _TAIL_FIELD]]
         try:
-            text = bytes(frame[at + 1 : at + 1 + n]).decode("utf-8")
+            text = bytes(frame[first + 1 : first + 1 + n]).decode("utf-8")
         except UnicodeError:
-            return _fail(out, m.ERR_OUT_OF_RANGE, f[0] + " is not UTF-8")
-        if n > f[3]:
-            return _fail(out, m.ERR_OUT_OF_RANGE, "%s longer than %d bytes" % (f[0], f[3]))
+            return _fail(out, m.ERR_OUT_OF_RANGE, name + " is not UTF-8")
+        if n > ROWS[at + _TAIL_HIGH]:
+            return _fail(out, m.ERR_OUT_OF_RANGE,
+                         "%s longer than %d bytes" % (name, ROWS[at + _TAIL_HIGH]))
         values = values + (text,)
-    bad = check_range(layout.fields, layout.n_fixed, values)
-    if bad >= 0:
-        return _range_error(out, layout.fields[bad], values[bad])
+    if n_checks and _check(out, at + _CHECKS, n_checks, values):
+        return out.error
     out.values = values
     return 0
 
@@ -177,30 +190,34 @@ class Encoder:
 
     def frame_bytes(self, mtype, seq, values):
         """Pack header + payload + CRC into self.frame; return the frame length."""
-        layout = LAYOUTS[mtype]
+        at = AT[mtype]
         buf = self.frame
         struct.pack_into(m.HEADER_FORMAT, buf, 0, m.VERSION, mtype, 0, seq)
-        at = m.HEADER_SIZE
-        if layout.n_fixed:
-            if layout.has_tail:
-                struct.pack_into(layout.fmt, buf, at, *values[: layout.n_fixed])
+        n_fixed = ROWS[at + _N_FIXED]
+        tail_kind = ROWS[at + _TAIL]
+        if n_fixed:
+            fmt = STRINGS[ROWS[at + _FMT]]
+            if tail_kind:
+                struct.pack_into(fmt, buf, m.HEADER_SIZE, *values[:n_fixed])
             else:
-                struct.pack_into(layout.fmt, buf, at, *values)
-        at += layout.fixed_size
-        if layout.has_list:
+                struct.pack_into(fmt, buf, m.HEADER_SIZE, *values)
+        end = m.HEADER_SIZE + ROWS[at + _SIZE]
+        if tail_kind == _TAIL_LIST:
             items = values[-1]
-            buf[at] = len(items)
-            at += 1
+            buf[end] = len(items)
+            end += 1
+            item_fmt = STRINGS[ROWS[at + _ITEM_FMT]]
+            item_size = ROWS[at + _ITEM_SIZE]
             for item in items:
-                struct.pack_into(layout.item_fmt, buf, at, *item)
-                at += layout.item_size
-        if layout.has_str:
-            text = _utf8_prefix(values[-1].encode("utf-8"), layout.fields[-1][3])
-            buf[at] = len(text)
-            buf[at + 1 : at + 1 + len(text)] = text
-            at += 1 + len(text)
-        struct.pack_into("<I", buf, at, binascii.crc32(memoryview(buf)[:at]))
-        return at + m.CRC_SIZE
+                struct.pack_into(item_fmt, buf, end, *item)
+                end += item_size
+        elif tail_kind == _TAIL_STR:
+            text = _utf8_prefix(values[-1].encode("utf-8"), ROWS[at + _TAIL_HIGH])
+            buf[end] = len(text)
+            buf[end + 1 : end + 1 + len(text)] = text
+            end += 1 + len(text)
+        struct.pack_into("<I", buf, end, binascii.crc32(memoryview(buf)[:end]))
+        return end + m.CRC_SIZE
 
     def encode(self, mtype, seq, values):
         """Wire bytes for a message, as a memoryview into self.wire (valid until next call)."""

@@ -88,14 +88,14 @@ class FrameReader:
         self.overflow = False
 
     def push(self, b):
+        n = self.n  # (a local: a byte at a time, attribute look-ups add up)
         if b != 0:
-            if self.n < MAX_ENCODED:
-                self.raw[self.n] = b
-                self.n += 1
+            if n < MAX_ENCODED:
+                self.raw[n] = b
+                self.n = n + 1
             else:
                 self.overflow = True
             return NOTHING
-        n = self.n
         self.n = 0
         if self.overflow:
             self.overflow = False

@@ -1,6 +1,8 @@
-"""Host-side codec: construct structures built from the message table (protocol/messages.py).
+"""Host-side codec: construct structures built from the message table (protocol/spec.py, read
+through protocol/messages.py).
 
-Host only (imports construct); the board uses protocol/codec.py, built from the same table.
+Host only (imports construct); the board uses protocol/codec.py, which reads the same table in
+its compact form (protocol/layouts.py).
 """
 
 from __future__ import annotations
@@ -80,30 +82,17 @@ PAYLOADS: dict[int, cs.Construct] = {
     for row in m.MESSAGES
 }
 
-# A decoded frame (after COBS) is Header, the payload (PAYLOADS[type]), the Auth trailer if
-# the header's FLAG_AUTH says so, and a CRC-32 of all of it (Checked). Each part is its own
-# compiled construct, parsed over its own slice: one Struct over the whole frame (RawCopy,
-# FixedSized, Switch, If, Checksum) cost three times as much per frame, for the same checks.
-Header = cs.Struct(
-    "version" / cs.Int8ul,
-    "type" / cs.Int8ul,
-    "flags" / cs.Int8ul,
-    "seq" / cs.Int16ul,
-).compile()
-
-# The authentication trailer (layout and tag in protocol/messages.py).
-Auth = cs.Struct(
-    "session" / cs.Int8ul,
-    "role" / cs.Enum(cs.Int8ul, **{label: value for value, label in m.ENUMS["role"]}),
-    "counter" / cs.Int32ul,
-    "tag" / cs.Bytes(m.TAG_SIZE),
-).compile()
-
-# The CRC, checked before anything in the frame is trusted (parse with size=len(frame)).
-Checked = cs.Struct(
-    "body" / cs.Bytes(cs.this._params.size - m.CRC_SIZE),
-    "crc" / cs.Checksum(cs.Int32ul, binascii.crc32, cs.this.body),
-).compile()
+# A decoded frame (after COBS) is a header, the payload (PAYLOADS[type]), the authentication
+# trailer if the header's FLAG_AUTH says so, and a CRC-32 of all of it. The payload (the
+# table's part: enums, bit sets, lists, text) is built and parsed by construct, compiled; the
+# fixed bytes around it by struct and binascii: through construct, the header, trailer and CRC
+# cost a round trip more than the payloads themselves (of a signed GET_STATUS and its STATUS
+# answer, about 20 us of the 45 the host spent on them).
+HEADER = struct.Struct("<BBBH")  # version, type, flags, sequence number
+TRAILER = struct.Struct("<BBI")  # session, role, counter; then the tag (layout in messages.py)
+CRC = struct.Struct("<I")
+ROLE_VALUES: dict[str, int] = {label: value for value, label in m.ENUMS["role"]}
+ROLE_LABELS: dict[int, str] = {value: label for value, label in m.ENUMS["role"]}
 
 
 class DecodeError(Exception):
@@ -165,6 +154,8 @@ def type_of(name_or_type: str | int) -> int:
 
 
 def build_payload(mtype: int, fields: dict[str, Any]) -> bytes:
+    if FIELDS.get(mtype) == ():  # no payload (GET_STATUS, CHALLENGE...): nothing to build
+        return b""
     return PAYLOADS[mtype].build(_buildable(mtype, fields))
 
 
@@ -194,17 +185,16 @@ def build_frame(
 ) -> bytes:
     """Header + payload (+ authentication trailer when signed) + CRC-32, before COBS."""
     mtype = type_of(name_or_type)
-    body = build_payload(mtype, fields or {})
-    if signer is not None:
-        flags |= m.FLAG_AUTH
-    body = Header.build(dict(version=version, type=mtype, flags=flags, seq=seq)) + body
-    if signer is not None:
+    payload = build_payload(mtype, fields or {})
+    if signer is None:
+        body = HEADER.pack(version, mtype, flags, seq) + payload
+    else:
         # The trailer as far as the tag; the tag signs everything before it.
-        trailer = Auth.build(dict(session=signer.session, role=signer.role, counter=counter,
-                                  tag=bytes(m.TAG_SIZE)))
-        body += trailer[: m.AUTH_FIXED]
+        role = signer.role if isinstance(signer.role, int) else ROLE_VALUES[signer.role]
+        body = (HEADER.pack(version, mtype, flags | m.FLAG_AUTH, seq) + payload
+                + TRAILER.pack(signer.session, role, counter))
         body += hmac.new(signer.key, signer.nonce + body, hashlib.sha256).digest()[: m.TAG_SIZE]
-    return body + struct.pack("<I", binascii.crc32(body))
+    return body + CRC.pack(binascii.crc32(body))
 
 
 def encode(
@@ -218,49 +208,42 @@ def encode(
 def parse_frame(frame: bytes) -> Message:
     """Decode a frame (after COBS). Raises DecodeError with the protocol error the firmware
     would give, checked in the same order: size, CRC, version, flags, type, payload."""
-    if len(frame) > m.MAX_FRAME:
-        raise DecodeError("OVERSIZE", f"frame of {len(frame)} bytes")
-    if len(frame) < m.HEADER_SIZE + m.CRC_SIZE:
-        raise DecodeError("TRUNCATED", f"frame of {len(frame)} bytes")
-    try:
-        Checked.parse(frame, size=len(frame))
-    except cs.ChecksumError as e:
-        raise DecodeError("BAD_CRC", "CRC mismatch") from e
-    header = Header.parse(frame)
-    if header.version != m.VERSION:
-        raise DecodeError("BAD_VERSION", f"version {header.version}")
-    if header.flags & ~m.FLAGS_KNOWN:
-        raise DecodeError("BAD_FLAGS", f"flags 0x{header.flags:02x}")
-    if header.type not in PAYLOADS:
-        raise DecodeError("UNKNOWN_TYPE", f"type 0x{header.type:02x}")
-    end = len(frame) - m.CRC_SIZE
+    size = len(frame)
+    if size > m.MAX_FRAME:
+        raise DecodeError("OVERSIZE", f"frame of {size} bytes")
+    if size < m.HEADER_SIZE + m.CRC_SIZE:
+        raise DecodeError("TRUNCATED", f"frame of {size} bytes")
+    end = size - m.CRC_SIZE
+    if binascii.crc32(memoryview(frame)[:end]) != CRC.unpack_from(frame, end)[0]:
+        raise DecodeError("BAD_CRC", "CRC mismatch")
+    version, mtype, flags, seq = HEADER.unpack_from(frame)
+    if version != m.VERSION:
+        raise DecodeError("BAD_VERSION", f"version {version}")
+    if flags & ~m.FLAGS_KNOWN:
+        raise DecodeError("BAD_FLAGS", f"flags 0x{flags:02x}")
+    if mtype not in PAYLOADS:
+        raise DecodeError("UNKNOWN_TYPE", f"type 0x{mtype:02x}")
     auth = None
-    if header.flags & m.FLAG_AUTH:
+    if flags & m.FLAG_AUTH:
         if end - m.HEADER_SIZE < m.AUTH_SIZE:
-            raise DecodeError("BAD_LENGTH", f"type 0x{header.type:02x}: trailer cut short")
+            raise DecodeError("BAD_LENGTH", f"type 0x{mtype:02x}: trailer cut short")
         end -= m.AUTH_SIZE
-        trailer = Auth.parse(frame[end : end + m.AUTH_SIZE])
-        auth = {k: _plain(v) for k, v in trailer.items() if not k.startswith("_")}
+        session, role, counter = TRAILER.unpack_from(frame, end)
+        auth = {"session": session, "role": ROLE_LABELS.get(role, role), "counter": counter,
+                "tag": bytes(frame[end + m.AUTH_FIXED : end + m.AUTH_SIZE])}
     try:
-        payload = PAYLOADS[header.type].parse(frame[m.HEADER_SIZE : end])
+        payload = PAYLOADS[mtype].parse(frame[m.HEADER_SIZE : end])
     except (cs.ConstructError, struct.error, UnicodeDecodeError) as e:
         # Compiled payload parsers raise struct/Unicode errors where construct's own would
         # raise ConstructError: the same two outcomes either way.
         if isinstance(e, UnicodeDecodeError) or isinstance(e.__context__, UnicodeDecodeError):
-            raise DecodeError("OUT_OF_RANGE", f"type 0x{header.type:02x}: text not UTF-8") from e
-        raise DecodeError("BAD_LENGTH", f"type 0x{header.type:02x}: {e}") from e
+            raise DecodeError("OUT_OF_RANGE", f"type 0x{mtype:02x}: text not UTF-8") from e
+        raise DecodeError("BAD_LENGTH", f"type 0x{mtype:02x}: {e}") from e
     fields = {
         name: payload[name] if conv is None else conv(payload[name])
-        for name, conv in CONVERTERS[header.type]
+        for name, conv in CONVERTERS[mtype]
     }
-    return Message(
-        type=header.type,
-        seq=header.seq,
-        fields=fields,
-        version=header.version,
-        flags=header.flags,
-        auth=auth,
-    )
+    return Message(type=mtype, seq=seq, fields=fields, version=version, flags=flags, auth=auth)
 
 
 def decode(wire: bytes) -> Message:

@@ -6,13 +6,14 @@
 # count outside its bounds or an item's field outside its range OUT_OF_RANGE; lists decode to a
 # tuple of item tuples. Flag sets: every bit the table does not name is OUT_OF_RANGE. The
 # Encoder round-trips every message of the table. Frames for decode() are built here with
-# struct + binascii.crc32, not with the Encoder.
+# struct + binascii.crc32, not with the Encoder. The codec reads the board's compact table
+# (protocol/layouts.py), which must be what protocol/spec.py's table gives (board_table()).
 # Board-safe: runs on CPython and on MicroPython.
 
 import binascii
 import struct
 
-from protocol import codec, framing
+from protocol import codec, framing, layouts, spec
 from protocol import messages as m
 
 SEQ = 0x1234
@@ -727,3 +728,64 @@ def test_list_encodes_items_in_order():
         assert frame == _frame(row[0], _payload(row, vals), seq=7), "%s: bytes" % row[1]
         err, d = _decode(frame, row[2])
         assert err == 0 and d.values[-1] == vals[-1], "%s: %r" % (row[1], d.values)
+
+
+def test_board_table_is_the_spec_tables_compact_form():
+    # protocol/layouts.py is generated (tools/board_table.py): stale, it would decode by an
+    # old table. Checked here, on both VMs, and not only by the tool's --check on the host.
+    at, strings, rows = spec.board_table()
+    assert layouts.AT == at, "layouts.AT is stale: run tools/board_table.py"
+    assert layouts.STRINGS == strings, "layouts.STRINGS is stale: run tools/board_table.py"
+    assert layouts.ROWS == rows, "layouts.ROWS is stale: run tools/board_table.py"
+    assert sorted(at) == sorted(r[0] for r in m.MESSAGES), "a row per message type"
+
+
+def test_codec_reads_rows_where_the_spec_lays_them_out():
+    # codec.py's row offsets are const() (gone from the module on MicroPython): compared here
+    # where they are names (CPython), with the layout protocol/spec.py writes.
+    pairs = (("_NAME", "ROW_NAME"), ("_KIND", "ROW_KIND"), ("_FMT", "ROW_FMT"),
+             ("_SIZE", "ROW_SIZE"), ("_N_FIXED", "ROW_N_FIXED"), ("_TAIL", "ROW_TAIL"),
+             ("_TAIL_FIELD", "ROW_TAIL_FIELD"), ("_TAIL_LOW", "ROW_TAIL_LOW"),
+             ("_TAIL_HIGH", "ROW_TAIL_HIGH"), ("_ITEM_FMT", "ROW_ITEM_FMT"),
+             ("_ITEM_SIZE", "ROW_ITEM_SIZE"), ("_N_CHECKS", "ROW_N_CHECKS"),
+             ("_N_ITEM_CHECKS", "ROW_N_ITEM_CHECKS"), ("_CHECKS", "ROW_CHECKS"),
+             ("_CHECK_SIZE", "CHECK_SIZE"), ("_TAIL_STR", "TAIL_STR"),
+             ("_TAIL_LIST", "TAIL_LIST"))
+    for mine, theirs in pairs:
+        value = getattr(codec, mine, None)
+        if value is not None:
+            assert value == getattr(spec, theirs), "codec.%s != spec.%s" % (mine, theirs)
+    assert struct.calcsize(spec.CHECK_FORMAT) == spec.CHECK_SIZE
+
+
+def test_every_row_agrees_with_its_message():
+    # What the board reads of each row (protocol/layouts.py) against the message's fields.
+    for row in m.MESSAGES:
+        at = layouts.AT[row[0]]
+        r = layouts.ROWS
+        fields = row[3]
+        tail = fields[-1][1] if fields and fields[-1][1] in ("str", "list") else ""
+        fixed = fields[:-1] if tail else fields
+        assert layouts.STRINGS[r[at + spec.ROW_NAME]] == row[1], row[1]
+        assert layouts.STRINGS[r[at + spec.ROW_KIND]] == row[2], row[1]
+        fmt = "<" + "".join(f[1] for f in fixed)
+        assert layouts.STRINGS[r[at + spec.ROW_FMT]] == fmt, row[1]
+        assert r[at + spec.ROW_SIZE] == struct.calcsize(fmt), row[1]
+        assert r[at + spec.ROW_N_FIXED] == len(fixed), row[1]
+        want = {"": spec.TAIL_NONE, "str": spec.TAIL_STR, "list": spec.TAIL_LIST}[tail]
+        assert r[at + spec.ROW_TAIL] == want, row[1]
+        # a check for each field whose range is narrower than its kind's, and no other
+        n = r[at + spec.ROW_N_CHECKS]
+        checked = []
+        for k in range(n):
+            i, name, lo, hi = struct.unpack_from(spec.CHECK_FORMAT, r,
+                                                 at + spec.ROW_CHECKS + k * spec.CHECK_SIZE)
+            f = fixed[i]
+            assert (layouts.STRINGS[name], lo, hi) == (f[0], f[2], f[3]), "%s.%s" % (
+                row[1], f[0])
+            checked.append(i)
+        for i in range(len(fixed)):
+            f = fixed[i]
+            narrow = f[2] is not None and (f[1] not in KIND_RANGE or (
+                f[2], f[3]) != KIND_RANGE[f[1]])
+            assert narrow == (i in checked), "%s.%s: checked %s" % (row[1], f[0], i in checked)

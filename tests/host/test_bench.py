@@ -83,6 +83,8 @@ def test_quick_heap_figures_come_from_the_micropython_vm(quick: tuple) -> None:
     assert 0 < h["modules_bytes"] < h["after_boot_bytes"] <= h["delivering_bytes"], h
     assert h["steps"] > 0, "the loop delivered while it was measured"
     assert h["by_module"]["protocol.messages"] > 0 and "firmware.loop" in h["by_module"]
+    # Modules this VM has as Python but the rp2 port has built in: counted apart, and said.
+    assert set(h["vm_modules"]) <= {"binascii"} and h["vm_modules_bytes"] >= 0, h
     # The firmware's own claim, even at the quick size: nothing allocated, runs locked.
     assert find(results, "allocations per steady-state")["value"] == 0
     assert find(results, "steady-state loop under")["met"] is True
@@ -125,6 +127,18 @@ def test_targets_are_judged_by_the_figures() -> None:
         "allocations per steady-state loop turn",
         "steady-state loop under micropython.heap_lock()",
     }, failed
+
+
+def test_vm_python_modules_are_said_apart() -> None:
+    r = copy.deepcopy(SAMPLE)
+    r["heap"].update(vm_modules=["binascii"], vm_modules_bytes=7_600)
+    row = next(f for f in bench.figures(r) if f["figure"].startswith("heap after boot"))
+    assert row["value"] == 100_000 and "not counted" in row["shown"] and "7,600" in row["shown"]
+    r["figures"] = bench.figures(r)
+    assert "binascii (7,600 bytes)" in bench.markdown(r)
+    plain = copy.deepcopy(SAMPLE)
+    plain["figures"] = bench.figures(plain)
+    assert "not counted" not in bench.markdown(plain)
 
 
 def test_heap_not_measured_is_said_not_judged() -> None:

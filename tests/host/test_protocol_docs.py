@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from firmware.core import guard
 from protocol import messages as m
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,3 +146,17 @@ def test_alarms_documented() -> None:
         assert row[:2] == [str(alarm), name]
         assert row[2] == f"{level} {LEVELS[level]}", row
         assert int(row[3], 16) == 1 << (alarm - 1), row
+
+
+def test_authentication_limits_documented() -> None:
+    # The lockout after bad tags and the CHALLENGE bucket, with firmware/core/guard.py's
+    # numbers (the document renders them from there).
+    text = " ".join(section("## Authentication").split())
+    assert f"{guard.FAIL_LIMIT} bad tags within {guard.FAIL_WINDOW_S} s" in text
+    assert f"for {guard.LOCK_S} s, doubling" in text
+    assert f"up to {guard.LOCK_MAX_S // 60} min" in text
+    assert f"LOCKED ({m.ERR_LOCKED}) with wait_s" in text
+    assert f"BUSY ({m.ERR_BUSY}) with wait_s" in text
+    assert f"bucket of {guard.CHALLENGE_BURST} sessions" in text
+    assert f"refilled one per {guard.CHALLENGE_S} s" in text
+    assert "logged once" in text and "`lockout` event" in text

@@ -6,7 +6,8 @@
 //   node tests/mp/bench_heap.mjs [--json OUT] [--turns N] [--heap BYTES] [--mpy DIR]
 //                                [--script FILE] [--timeout S]
 //
-// The board-side sources (firmware/**/*.py, protocol/*.py that do not import construct), or
+// The board-side sources (firmware/**/*.py, protocol/*.py that do not import construct and are
+// not marked `# host-only`, the files host/deploy.py puts on the board), or
 // with --mpy DIR the .mpy files host/deploy.py built into DIR (firmware/**.mpy,
 // protocol/*.mpy: what the board runs), and tests/board/*.py (the fake board objects of
 // therapy_kit.py) are copied into the VM's filesystem under /repo, as tests/mp/run_lane.mjs
@@ -26,6 +27,7 @@ import { Worker, isMainThread, parentPort, workerData } from "node:worker_thread
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const VM_ROOT = "/repo";
 const CONSTRUCT_IMPORT = /^\s*(?:import|from)\s+construct\b/m;
+const HOST_ONLY = /^# host-only\b/m; // as host/deploy.py: never copied to the board
 const MARK = "BENCHHEAP ";
 
 function usage(msg) {
@@ -79,7 +81,10 @@ function boardProtocolFiles() {
   return fs
     .readdirSync(path.join(ROOT, "protocol"))
     .filter((n) => isPy(n))
-    .filter((n) => !CONSTRUCT_IMPORT.test(fs.readFileSync(path.join(ROOT, "protocol", n), "utf8")))
+    .filter((n) => {
+      const text = fs.readFileSync(path.join(ROOT, "protocol", n), "utf8");
+      return !CONSTRUCT_IMPORT.test(text) && !HOST_ONLY.test(text);
+    })
     .sort()
     .map((n) => `protocol/${n}`);
 }

@@ -4,7 +4,8 @@
 #
 #   heap after boot: what the firmware's modules (their bytecode, as imported: from .mpy when
 #     the harness copied the built ones, as on the board) and a booted Loop hold, live after a
-#     collection; the fake board objects are measured apart and left out;
+#     collection; the fake board objects are measured apart and left out, and so are the
+#     modules the rp2 port has built in but this VM has as Python (VM_PYTHON_MODULES);
 #   steady state: the loop delivering 412.5 mcg/day (a step every 26 s, the waits jumping to
 #     each deadline), the flush to flash moved out of the way (a turn of its own every 10 min,
 #     which opens files); bytes allocated per turn from gc.mem_alloc() with the collector
@@ -16,6 +17,13 @@ import json
 import sys
 
 import micropython
+
+# Modules the firmware imports that the Pico's MicroPython (the rp2 port) has built in, in C
+# and flash, but the WebAssembly VM has as Python modules (frozen from micropython-lib), whose
+# objects take heap once imported: binascii (crc32) costs ~7.5 KB there and nothing on the
+# board. They are imported before the count starts, as gc, json and micropython are, and their
+# heap is reported apart (vm_modules_bytes).
+VM_PYTHON_MODULES = ("binascii",)
 
 
 def _live():
@@ -43,6 +51,13 @@ MODULES = (
 
 
 def main(turns):
+    before_vm = _live()
+    vm_python = []
+    for name in VM_PYTHON_MODULES:
+        mod = __import__(name)
+        if (getattr(mod, "__file__", "") or "").endswith(".py"):  # not built in, here
+            vm_python.append(name)
+    vm_modules = _live() - before_vm
     start = _live()
     by_module = {}
     for name in MODULES:
@@ -56,6 +71,10 @@ def main(turns):
     from protocol import messages as m
 
     modules = _live() - start
+    # The host's half of the message table (protocol/spec.py, `# host-only`) is never on the
+    # board: the firmware must boot without it.
+    if "protocol.spec" in sys.modules:
+        raise AssertionError("the firmware imported protocol.spec (host-only)")
     from therapy_kit import CAPACITY_NL, FakeBoard, FakeClock
 
     before_fakes = _live()
@@ -109,6 +128,8 @@ def main(turns):
         "after_boot_bytes": modules + state,
         "delivering_bytes": modules + running,
         "fakes_bytes": fakes,
+        "vm_modules": vm_python,
+        "vm_modules_bytes": vm_modules,
         "by_module": by_module,
         "turns": turns,
         "steps": steps,
