@@ -174,22 +174,26 @@ def test_measure_reads_steps_valves_tones_and_volume(rig_device: tuple[PtyDevice
     board.back += 8
     board.refill, board.cap = 1, 0
     board.load = 1000 + 200  # 200 counts: 10 uL
-    stop = threading.Event()
+    # A 2 kHz tone on the buzzer line, its edges counted from the board's clock at the instant
+    # the gate reads them (the core reads counters(), then ticks_us()): a tone thread updated
+    # every few ms, or a thread switch between the two reads, put a loaded machine's readings
+    # 5-10 % off. The gating arithmetic itself is tested on a manual clock (test_rigctl_core).
+    t0, start, read_counters = board.now_ms(), board.buzzer, board.counters
+    read_at: list[int] = []
 
-    def sound() -> None:  # a 2 kHz tone on the buzzer line
-        t0 = time.monotonic()
-        start = board.buzzer
-        while not stop.wait(0.005):
-            board.buzzer = start + int((time.monotonic() - t0) * 2000)
+    def counters() -> tuple[int, int, int]:
+        now = board.now_ms()
+        read_at.append(now)
+        fwd, back, _ = read_counters()
+        return fwd, back, (start + (now - t0) * 2000 // 1000) & 0xFFFFFFFF
 
-    tone = threading.Thread(target=sound, daemon=True)
-    tone.start()
-    try:
-        rig.advance(1000)  # the scale's window refills; the gates hear the tone
-        m = rig.measure()
-    finally:
-        stop.set()
-        tone.join()
+    def ticks_us() -> int:
+        now = read_at.pop() if read_at else board.now_ms()
+        return now * 1000 % board.TICKS_PERIOD
+
+    board.counters, board.ticks_us = counters, ticks_us  # type: ignore[method-assign]
+    rig.advance(1000)  # the scale's window refills; the gates hear the tone
+    m = rig.measure()
     assert (m["steps"], m["steps_back"]) == (40, 8)
     assert (m["refill_valve"], m["cap_valve"]) == (1, 0)
     assert abs(m["delivered_nl"] - 10_000) <= rig.delivered_tolerance_nl
