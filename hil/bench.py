@@ -156,7 +156,7 @@ def per_call(fn, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def round_trips(batches: int = 7, n: int = 60) -> dict[str, float]:
+def round_trips(batches: int = 40, n: int = 60) -> dict[str, float]:
     """An authenticated status request and its answer, over the simulator's pty, against a
     raw echo of the same number of bytes through a pty to another process. The two alternate
     in batches and each keeps its fastest batch: on a shared machine a batch that another

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from cobs import cobs
 
 if TYPE_CHECKING:
+    from hil.sim.clock import Wire
     from hil.sim.lossy import LossyLink
 
 Sink = Callable[[bytes], None]
@@ -69,10 +70,12 @@ class VirtualLink:
         self.bytes_in = 0
         self.rx_dropped = 0
         self.bytes_out = 0
-        # Called with each frame the firmware sends (cond held): the simulator's hands on the
-        # plant where a person's would be (simulator.py: a refill fills the syringe).
+        # Called with each frame the firmware sends, COBS-decoded (b"" if it cannot be; cond
+        # held): the simulator's hands on the plant where a person's would be (simulator.py:
+        # a refill fills the syringe).
         self.on_frame: Callable[[bytes], None] | None = None
         self.lossy: LossyLink | None = None  # faults on the wire (hil/sim/lossy.py)
+        self.wire: Wire | None = None  # read by the firmware as it waits (ports.PtyPort)
 
     # -- the outside ----------------------------------------------------------------------
 
@@ -108,7 +111,7 @@ class VirtualLink:
         partial = self._partial.setdefault(sink_id, bytearray())
         partial += data
         while (end := partial.find(0)) >= 0:
-            seq = _seq_of(bytes(partial[:end]))
+            seq = _seq(_decoded(bytes(partial[:end])))
             del partial[: end + 1]
             if seq:
                 self._owner.pop(seq, None)
@@ -135,11 +138,12 @@ class VirtualLink:
 
     def send(self, data: bytes) -> None:
         """A frame from the firmware (it writes one frame per call)."""
+        frame = _decoded(data.rstrip(b"\x00"))
         with self.cond:
             self.bytes_out += len(data)
             if self.on_frame is not None:
-                self.on_frame(data)
-            owner = self._owner.get(_seq_of(data.rstrip(b"\x00")) or -1)
+                self.on_frame(frame)
+            owner = self._owner.get(_seq(frame) or -1)
             if owner in self._sinks:
                 targets = [self._sinks[owner]]
             else:
@@ -150,10 +154,14 @@ class VirtualLink:
             sink(data)
 
 
-def _seq_of(block: bytes) -> int:
-    """The sequence number in a COBS block's header, or 0 if it cannot be read."""
+def _decoded(block: bytes) -> bytes:
+    """A COBS block decoded, or b"" if it cannot be."""
     try:
-        frame = cobs.decode(block)
+        return cobs.decode(block)
     except cobs.DecodeError:
-        return 0
+        return b""
+
+
+def _seq(frame: bytes) -> int:
+    """The sequence number in a frame's header, or 0 if it has none."""
     return frame[3] | frame[4] << 8 if len(frame) >= 5 else 0

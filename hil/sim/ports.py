@@ -13,14 +13,22 @@ from hil.sim.link import VirtualLink
 
 
 class PtyPort:
+    """Two threads read the pty: its own, always, and the firmware's while it waits for input
+    (link.wire: clock.SimCondition.wait_or_read); a lock keeps the bytes in order."""
+
     def __init__(self, link: VirtualLink):
         self.link = link
         self.master, self._slave = os.openpty()
         tty.setraw(self._slave)  # bytes pass as they are: no echo, no CR/LF mapping
         self.path = os.ttyname(self._slave)
         os.set_blocking(self.master, False)
+        self._reading = threading.Lock()  # one reader at a time: the bytes keep their order
         self._id = link.attach(self._write)
+        link.wire = self
         threading.Thread(target=self._read_loop, name="pty", daemon=True).start()
+
+    def fileno(self) -> int:
+        return self.master
 
     def _write(self, data: bytes) -> None:
         try:
@@ -28,21 +36,29 @@ class PtyPort:
         except BlockingIOError:
             pass  # nobody reading and the pty buffer full: drop, as a USB CDC with no host
 
+    def pump(self) -> bool:
+        """Move what the pty holds to the link. False if the pty is unusable."""
+        with self._reading:
+            try:
+                data = os.read(self.master, 4096)
+            except BlockingIOError:
+                return True  # the other reader was first
+            except OSError as e:
+                if e.errno == errno.EIO:  # no client has the pty open
+                    return True
+                self.link.wire = None
+                return False
+            if data:
+                self.link.receive(self._id, data)
+        return True
+
     def _read_loop(self) -> None:
         import select
 
         while True:
             select.select([self.master], [], [])
-            try:
-                data = os.read(self.master, 4096)
-            except BlockingIOError:
-                continue
-            except OSError as e:
-                if e.errno == errno.EIO:  # no client has the pty open
-                    continue
+            if not self.pump():
                 return
-            if data:
-                self.link.receive(self._id, data)
 
 
 class TcpPort:

@@ -12,10 +12,8 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from cobs import cobs
-
 from hil.sim import fakes_state
-from hil.sim.clock import MANUAL, VirtualClock
+from hil.sim.clock import MANUAL, SimCondition, VirtualClock
 from hil.sim.link import VirtualLink
 from hil.sim.plant import Plant
 from protocol.messages import REFILL_DONE
@@ -41,7 +39,7 @@ class Simulator:
         """flash: the folder that stands for the board's flash filesystem (keys.json, later
         the stored state); the firmware runs with it as its working directory."""
         self.flash = flash
-        self.cond = threading.Condition()
+        self.cond = SimCondition()
         self.clock = VirtualClock(self.cond, speed)
         self.link = VirtualLink(self.cond)
         self.board_id = board_id
@@ -120,14 +118,11 @@ class Simulator:
                 self.stopped.set()
                 return
 
-    def _refilled(self, data: bytes) -> None:
+    def _refilled(self, frame: bytes) -> None:
         """The pump accepted a refill (REFILL_DONE): the clinician's syringe put exactly that
         volume into the reservoir, so the plant's syringe holds it too. (A rig with a real
-        syringe does this by hand; the simulator has no hands.)"""
-        try:
-            frame = cobs.decode(data.rstrip(b"\x00"))
-        except cobs.DecodeError:
-            return
+        syringe does this by hand; the simulator has no hands.) `frame`: a frame the
+        firmware sent, decoded (link.py)."""
         if len(frame) >= 9 and frame[1] == REFILL_DONE:
             self.plant.volume_nl = int.from_bytes(frame[5:9], "little")
 

@@ -48,3 +48,38 @@ def test_at_speed_the_watchdog_does_not_bite_a_busy_but_healthy_loop() -> None:
         finally:
             rig.close()
     assert (boot["boots"], boot["reset_cause"]) == (1, 1), boot
+
+
+def test_the_firmware_waits_for_input_and_for_notifications_at_once() -> None:
+    # SimCondition.wait_or_read (the firmware's wait, reading the pty itself) ends when the
+    # wire has input (read by then), when another thread notifies, or when the time runs out.
+    import os
+
+    from hil.sim.clock import SimCondition
+
+    cond = SimCondition()
+    r, w = os.pipe()
+    got: list[bytes] = []
+
+    class Pipe:
+        def fileno(self) -> int:
+            return r
+
+        def pump(self) -> bool:
+            got.append(os.read(r, 100))
+            return True
+
+    def notify() -> None:
+        with cond:
+            cond.notify_all()
+
+    wire = Pipe()
+    with cond:
+        assert not cond.wait_or_read(wire, 0.01)
+        os.write(w, b"abc")
+        assert cond.wait_or_read(wire, 5) and got == [b"abc"]
+        threading.Timer(0.05, notify).start()
+        assert cond.wait_or_read(wire, 5) and got == [b"abc"]  # woken, nothing read
+        assert not cond.wait_or_read(wire, 0.01)  # the notification's wake was used up
+    os.close(r)
+    os.close(w)

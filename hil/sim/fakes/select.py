@@ -14,8 +14,9 @@ POLLHUP = 16
 
 class _Poll:
     def __init__(self) -> None:
+        self._sim = _s.sim()  # the board this poll object was made on
         self._objs: list[object] = []
-        self._ready: tuple = ()
+        self._ready: tuple = ()  # what a poll returns when input is waiting
 
     def register(self, obj: object, mask: int = POLLIN) -> None:
         self._objs.append(obj)
@@ -23,14 +24,16 @@ class _Poll:
 
     def unregister(self, obj: object) -> None:
         self._objs.remove(obj)
+        self._ready = ((self._objs[0], POLLIN),) if self._objs else ()
 
     def modify(self, obj: object, mask: int) -> None:
         pass
 
     def ipoll(self, timeout: int = -1, flags: int = 0):
-        sim = _s.sim()
-        if timeout == 0 and not sim.reset_requested and sim.powered:  # per-byte check: be quick
-            return self._ready if sim.link.rx and self._objs else ()
+        sim = self._sim
+        # The firmware polls before each byte it reads: be quick.
+        if timeout == 0 and not sim.reset_requested and sim.plant.powered:
+            return self._ready if sim.link.rx else ()
         with sim.cond:
             sim.check_supply()
             clock = sim.clock
@@ -50,12 +53,12 @@ class _Poll:
                 ready = False
             else:
                 ready = clock.wait(deadline, lambda: bool(sim.link.rx) or sim.reset_requested
-                                   or not sim.powered)
+                                   or not sim.powered, sim.link.wire)
             if not sim.powered:
                 raise _s.PowerLoss()
             if sim.reset_requested:
                 raise _machine.Reset()  # the reset button, pressed while the firmware waits
-        return ((self._objs[0], POLLIN),) if ready and self._objs else ()
+        return self._ready if ready else ()
 
     poll = ipoll
 
