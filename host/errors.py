@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from host.units import duration, fmt, ng_to_mcg, nl_to_ml
 from protocol import messages as m
 
@@ -95,7 +97,15 @@ def show_value(value: int, unit: str) -> str:
         return duration(value)
     if unit == "years":
         return f"{value} years"
+    if unit == "date":  # s since 1970 (UTC), as the pump clock
+        return show_date(value)
     return f"{value} {unit}".rstrip()
+
+
+def show_date(seconds: int) -> str:
+    """A date on the pump's clock: '2027-06-01' at midnight UTC, else with its time."""
+    t = datetime.fromtimestamp(seconds, UTC)
+    return f"{t:%Y-%m-%d}" if not seconds % 86400 else f"{t:%Y-%m-%d %H:%M} UTC"
 
 
 class ProtocolError(PumpError):
@@ -161,6 +171,10 @@ class ProtocolError(PumpError):
             return f"asked {asked}"
         if rule == "patient_bolus_lockout":
             return f"lockout {limit}"
+        if rule == "brain_injury_wait":
+            if self.code == m.ERR_TOO_SOON:
+                return f"brain injury {asked}: therapy may start on {limit}"
+            return f"brain injury {asked} is after the pump's clock ({limit})"
         if self.code == m.ERR_TOO_SOON and self.requested <= self.allowed:
             return f"asked {asked}"
         bound = "at least" if self.requested < self.allowed else "at most"

@@ -151,6 +151,11 @@ RULES = (
     (29, "stop_reason", "", "boxed warning, 5.5"),
     (30, "taper", "ng/day", "2.6"),
     (31, "infusion_start", "", "2.5"),  # once infusion ran on this pump, its start stays
+    # After a traumatic brain injury, therapy at least a year after it (firmware/core/rules.py
+    # check_brain_injury): requested is the injury's date; allowed, for TOO_SOON the date
+    # therapy may start (wait_s until then), for OUT_OF_RANGE (an injury after the pump's
+    # clock) the pump's clock.
+    (32, "brain_injury_wait", "date", "1"),
 )
 ENUMS["rule"] = ((0, "none"),) + tuple((r, name) for r, name, _unit, _sec in RULES)
 
@@ -171,6 +176,9 @@ PROFILE_FIELDS = (
     ("catheter_nl", "I", 0, 1_000_000, None, "catheter dead volume, nL (priming bolus)"),
     ("infusion_start_s", "I", 0, CLOCK_MAX, None,
      "when infusion started; 0: at the first program"),
+    ("brain_injury_s", "I", 0, CLOCK_MAX, None,
+     "date of the traumatic brain injury behind the spasticity (therapy a year after it at"
+     " the earliest, label 1); 0: none"),
 )
 # PROFILE answers with phase 0 when no profile is set; SET_PROFILE cannot set it.
 PROFILE_STATE_FIELDS = (
@@ -289,7 +297,8 @@ MESSAGES = (
     ), "The telemetry period now in force."),
     (0x0B, "SET_PROFILE", "req", PROFILE_FIELDS,
      "The patient profile: origin and age decide the titration limits; the hard ceiling caps"
-     " every 24 h; the phase moves screening -> titration -> maintenance."),
+     " every 24 h; the phase moves screening -> titration -> maintenance; after a brain"
+     " injury, no therapy before a year has passed (by the pump's clock)."),
     (0x8B, "PROFILE_OK", "resp", PROFILE_STATE_FIELDS, "The profile now in force."),
     (0x0C, "GET_PROFILE", "req", (), "The patient profile."),
     (0x8C, "PROFILE", "resp", PROFILE_STATE_FIELDS, "The profile (phase 0: none set)."),

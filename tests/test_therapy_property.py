@@ -169,6 +169,7 @@ class Run:
                     setup["ceiling_ng"],
                     200_000,
                     kit.CLOCK0 - setup["started_ago_s"],
+                    0,
                 ),
             )
         self.call(m.SET_CONTINUOUS, (setup["first_ng"], m.CONFIRM_HIGH_DOSE))

@@ -288,9 +288,11 @@ def error(code, request_type, reason, rule=0, requested=0, allowed=0, wait_s=0):
             "allowed": allowed, "wait_s": wait_s, "reason": reason}
 
 
-def profile(origin, age_years, phase, ceiling_ng, catheter_nl, infusion_start_s):
+def profile(origin, age_years, phase, ceiling_ng, catheter_nl, infusion_start_s,
+            brain_injury_s=0):
     return {"origin": origin, "age_years": age_years, "phase": phase, "ceiling_ng": ceiling_ng,
-            "catheter_nl": catheter_nl, "infusion_start_s": infusion_start_s}
+            "catheter_nl": catheter_nl, "infusion_start_s": infusion_start_s,
+            "brain_injury_s": brain_injury_s}
 
 
 def patient_bolus(dose_ng, duration_s, lockout_s, max_per_day, *used):
@@ -425,13 +427,16 @@ VALID = [
      profile(m.ORIGIN_CEREBRAL, 4, m.PHASE_TITRATION, 500_000, 20_000, T0)),
     ("set_profile_low_bounds", "SET_PROFILE", 30, profile(1, 0, 1, 1000, 0, 0)),
     ("set_profile_high_bounds", "SET_PROFILE", 31,
-     profile(2, 120, 3, m.DOSE_MAX_NG_DAY, 1_000_000, m.CLOCK_MAX)),
+     profile(2, 120, 3, m.DOSE_MAX_NG_DAY, 1_000_000, m.CLOCK_MAX, m.CLOCK_MAX)),
+    ("set_profile_brain_injury", "SET_PROFILE", 36,
+     profile(m.ORIGIN_CEREBRAL, 30, m.PHASE_SCREENING, 800_000, 200_000, 0, T0 - 400 * DAY)),
     ("profile_ok", "PROFILE_OK", 28,
      profile(m.ORIGIN_SPINAL, 42, m.PHASE_SCREENING, 1_000_000, 50_000, 0)),
     ("get_profile", "GET_PROFILE", 32, {}),
     ("profile_none_set", "PROFILE", 0x0120, profile(1, 0, m.PHASE_UNSET, 1000, 0, 0)),
     ("profile", "PROFILE", 32,
-     profile(m.ORIGIN_CEREBRAL, 17, m.PHASE_MAINTENANCE, 2_000_000, 150_000, T0 - 400 * DAY)),
+     profile(m.ORIGIN_CEREBRAL, 17, m.PHASE_MAINTENANCE, 2_000_000, 150_000, T0 - 400 * DAY,
+             T0 - 800 * DAY)),
     ("set_flex_two_steps", "SET_FLEX", 33,
      {"confirm": 0, "utc_offset_min": 60, "steps": [step(0, 400_000), step(480, 600_000)]}),
     ("set_flex_three_steps_west", "SET_FLEX", 34,
@@ -1107,6 +1112,8 @@ def bad_vectors():
         req("SET_PROFILE", "set_profile_adult_spinal", ceiling_ng=999))
     add("set_profile_start_after_2100", "OUT_OF_RANGE",
         req("SET_PROFILE", "set_profile_adult_spinal", infusion_start_s=m.CLOCK_MAX + 1))
+    add("set_profile_brain_injury_after_2100", "OUT_OF_RANGE",
+        req("SET_PROFILE", "set_profile_brain_injury", brain_injury_s=m.CLOCK_MAX + 1))
     add("bolus_dose_0", "OUT_OF_RANGE", req("BOLUS", "bolus_50mcg", dose_ng=0))
     add("bolus_dose_above_max", "OUT_OF_RANGE",
         req("BOLUS", "bolus_50mcg", dose_ng=m.BOLUS_MAX_NG + 1))

@@ -11,6 +11,30 @@ DAY_S = 86400
 # patients "under age 18 at enrollment" as pediatric).
 MIN_AGE_YEARS = 4
 ADULT_AGE_YEARS = 18
+# Spasticity after a traumatic brain injury (label 1: "wait at least one year after injury
+# before considering baclofen injection therapy"; clinical-rules 10). The profile carries the
+# injury's date (brain_injury_s, s since 1970 UTC, as the pump clock; 0: no brain injury, or
+# not the cause). check_brain_injury runs on the pump's clock (the wall clock: the label's
+# year is a calendar span, not a span of pump uptime) at two times:
+#   - SET_PROFILE: a profile whose injury is less than a year before the clock is refused;
+#   - the pump's first therapy (the first SCREEN, program, BOLUS or PRIME, while no program
+#     was ever set and no screening bolus given: therapy.Therapy._check_first_therapy): the
+#     clock may have been set since the profile, so it is checked again. Once therapy began,
+#     the rule has nothing more to decide (moving the clock back later stops nothing).
+# Edge cases:
+#   - a year is 365 days (BRAIN_INJURY_WAIT_S): from an injury before a 29 February, therapy
+#     may start on the day before its anniversary;
+#   - an injury at the pump's clock or after it: the injury at the clock is under a year ago
+#     (TOO_SOON); one after it cannot have happened yet: OUT_OF_RANGE (a wrong date, or a
+#     clock not set), allowed = the clock;
+#   - a clock not set: the pump cannot tell, but an unset clock only lags the true date (the
+#     Pico's RTC starts at 2021-01-01; after a power cut the clock resumes from the snapshot's,
+#     snapshot.load), so it can only make the rule refuse more, never let therapy through
+#     early: set the clock, and the first therapy is checked against it. A clock set ahead
+#     by a host is a host's error (SET_CLOCK is a clinician's command, logged).
+# A refusal names the injury's date (requested) and, for TOO_SOON, the date therapy may start
+# (allowed), wait_s until then.
+BRAIN_INJURY_WAIT_S = 365 * DAY_S
 
 # Drug and concentrations (label 2.3, 3, 16).
 LABEL_CONCENTRATIONS = (50, 500, 1000, 2000)
@@ -55,6 +79,21 @@ def check_age(age_years):
     if age_years < MIN_AGE_YEARS:
         refuse(m.ERR_LIMIT, m.RULE_PATIENT_AGE, age_years, MIN_AGE_YEARS,
                "patient under %d years: not a candidate (label 1, 8.4)" % MIN_AGE_YEARS)
+
+
+def check_brain_injury(injury_s, clock_s):
+    """Therapy at least a year after a traumatic brain injury (label 1). injury_s: its date
+    (0: none); clock_s: the pump's clock now. (Big ints on MicroPython: commands only.)"""
+    if not injury_s:
+        return
+    if injury_s > clock_s:
+        refuse(m.ERR_OUT_OF_RANGE, m.RULE_BRAIN_INJURY_WAIT, injury_s, clock_s,
+               "brain injury after the pump's clock: check the date, or set the clock")
+    start = injury_s + BRAIN_INJURY_WAIT_S
+    if clock_s < start:
+        refuse(m.ERR_TOO_SOON, m.RULE_BRAIN_INJURY_WAIT, injury_s, start,
+               "under a year since the brain injury: no therapy yet (label 1)",
+               start - clock_s)
 
 
 def check_concentration(concentration, confirm):

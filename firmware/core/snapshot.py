@@ -3,13 +3,22 @@
 # delivered totals, the 24 h dose window), as bytes for store.py. A version byte leads, so
 # that a later layout can read or refuse an older one.
 #
+# Formats: a firmware writes FORMAT and reads every format in READS, so that a pump updated
+# in place boots from the snapshot its old firmware left (a layout it could not read would
+# start it empty and stopped, with the config_crc alarm: never stop abruptly). _read reads
+# a field an older format lacks as its default (below, each format's additions). A snapshot of
+# a newer format than the firmware's (a downgrade) is refused whole, as any it cannot read.
+#   1: the first layout.
+#   2: + the profile's brain_injury_s (label 1) after the infusion start; 0 (none) from 1.
+#
 # Times kept are the pump's monotonic seconds (Pump.uptime_s, carried across resets) and the
 # wall clock at the save. A running bolus and open refill or CAP sessions are not kept: after
 # a reset no bolus goes on unseen, and the outlet and the CAP are closed.
 
 import struct
 
-FORMAT = 1
+FORMAT = 2
+READS = (1, 2)
 NONE = -0x80000000  # an absent monotonic time (None)
 
 
@@ -67,6 +76,7 @@ def dump(t):
     w.put("BBBII", t.phase, t.origin, t.age_years, t.ceiling_ng, t.catheter_nl)
     w.put("IB", t.infusion_start_s, 1 if t.programmed else 0)
     w.opt(t.start_up)
+    w.put("I", t.brain_injury_s)  # (format 2)
     # program
     w.put("BBBhI", t.mode, t.program_mode, t.stop_reason, t.utc_offset_min, t.daily_ng)
     w.put("B", len(t.steps))
@@ -129,7 +139,8 @@ def load(t, data, now_s):
 def _read(t, data):
     """Everything load() puts back, as (object, attribute names, values), checked whole."""
     r = _R(data)
-    if r.one("B") != FORMAT:
+    fmt = r.one("B")
+    if fmt not in READS:
         raise ValueError("snapshot format")
     clock, up = r.get("II")
     p = t.pump
@@ -145,13 +156,15 @@ def _read(t, data):
     start, programmed = r.get("IB")
     parts.append((t, ("infusion_start_s", "programmed", "start_up"),
                   (start, programmed == 1, r.opt())))
+    parts.append((t, ("brain_injury_s",), r.one("I") if fmt >= 2 else 0))
     parts.append((t, ("mode", "program_mode", "stop_reason", "utc_offset_min", "daily_ng"),
                   r.get("BBBhI")))
     parts.append((t, ("steps",), tuple(r.get("HI") for _ in range(r.one("B")))))
     parts.append((t, ("taper_start_ng", "taper_target_ng", "taper_days", "taper_day",
                       "taper_next_up"), r.get("IIBBi")))
     parts.append((t.in_force, ("at",), r.one("i")))
-    parts.append((t.in_force, ("v",), r.ints("I")))
+    peaks = r.ints("I")
+    parts.append((t.in_force, ("v",), peaks))
     parts.append((t, ("last_increase_up",), r.opt()))
     parts.append((t, ("refill_base_ng", "increase_n"), r.get("II")))
     parts.append((t, ("increase_up",), [r.opt() for _ in range(len(t.increase_up))]))
@@ -165,6 +178,6 @@ def _read(t, data):
     parts.append((t, ("bolus_kind", "bolus_ng", "bolus_cut_ng"), r.get("BII")))
     if r.at != len(data):
         raise ValueError("snapshot length")
-    if len(parts[2][2]) != len(w.ng) or len(parts[9][2]) != len(t.in_force.v):
+    if len(parts[2][2]) != len(w.ng) or len(peaks) != len(t.in_force.v):
         raise ValueError("snapshot window size")
     return parts, clock, up

@@ -51,6 +51,7 @@ class Therapy:
         self.catheter_nl = 0
         self.infusion_start_s = 0  # wall clock, as reported
         self.start_up = None  # infusion start in uptime s (negative: before this boot)
+        self.brain_injury_s = 0  # wall clock: a traumatic brain injury's date; 0: none
         self.programmed = False  # a program was ever set on this pump
         # The program: a day of steps; mode says whether it runs
         self.mode = m.MODE_STOPPED
@@ -104,8 +105,10 @@ class Therapy:
 
     # -- the patient -------------------------------------------------------------------------
 
-    def set_profile(self, origin, age_years, phase, ceiling_ng, catheter_nl, infusion_start_s):
+    def set_profile(self, origin, age_years, phase, ceiling_ng, catheter_nl, infusion_start_s,
+                    brain_injury_s):
         rules.check_age(age_years)
+        rules.check_brain_injury(brain_injury_s, self.pump.clock_s())
         started = self.start_up is not None or self.programmed
         if phase == m.PHASE_SCREENING and started:
             rules.refuse(m.ERR_INVALID_STATE, m.RULE_PHASE, phase, self.phase,
@@ -128,6 +131,7 @@ class Therapy:
         self.phase = phase
         self.ceiling_ng = ceiling_ng
         self.catheter_nl = catheter_nl
+        self.brain_injury_s = brain_injury_s
         if infusion_start_s:
             self.infusion_start_s = infusion_start_s
             p = self.pump
@@ -137,7 +141,13 @@ class Therapy:
 
     def profile(self):
         return (self.origin, self.age_years, self.phase, self.ceiling_ng, self.catheter_nl,
-                self.infusion_start_s)
+                self.infusion_start_s, self.brain_injury_s)
+
+    def _check_first_therapy(self):
+        """Before the pump's first therapy (no program ever set, no screening bolus given):
+        a year since a brain injury, by the clock now (label 1; rules.check_brain_injury)."""
+        if not self.programmed and not self.screens:
+            rules.check_brain_injury(self.brain_injury_s, self.pump.clock_s())
 
     # -- programs ----------------------------------------------------------------------------
 
@@ -225,6 +235,7 @@ class Therapy:
 
     def _program(self, mode, steps, utc_offset_min, confirm):
         self._require_running_setup()
+        self._check_first_therapy()
         for _start, dose in steps:
             if dose < 1:
                 rules.refuse(m.ERR_OUT_OF_RANGE, 0, dose, 1, "a dose of at least 1 ng/day")
@@ -422,10 +433,12 @@ class Therapy:
 
     def bolus(self, dose_ng, duration_s):
         self._require_running_setup()  # in screening, only SCREEN's doses
+        self._check_first_therapy()
         return self._bolus(m.BOLUS_CLINICIAN, dose_ng, duration_s)
 
     def prime(self, duration_s):
         self._require_running_setup()
+        self._check_first_therapy()
         if not self.catheter_nl:
             rules.refuse(m.ERR_INVALID_STATE, m.RULE_PROFILE_REQUIRED, 0, 0,
                          "no catheter volume in the profile")
@@ -436,6 +449,7 @@ class Therapy:
         if self.phase != m.PHASE_SCREENING:
             rules.refuse(m.ERR_INVALID_STATE, m.RULE_PHASE, self.phase, m.PHASE_SCREENING,
                          "screening boluses only in the screening phase (label 2.2)")
+        self._check_first_therapy()
         up = self.pump.uptime_s
         given = [s[1] for s in self.screens]
         rules.check_screening(dose_ng, duration_s, given, self.last_screen_up, up,

@@ -7,7 +7,7 @@ status); the log holds the refusal; then the value the rule allows is accepted."
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -74,6 +74,48 @@ def test_a_patient_under_4_years_is_refused(pump: PumpClient) -> None:
             m.SET_PROFILE, "patient_age", ("3 years", "4 years"))
     assert pump.profile().phase == "unset"
     assert pump.set_profile("spinal", 4, "titration", "1500").age_years == 4
+
+
+def _s(t: datetime) -> int:
+    return int(t.timestamp())
+
+
+@pytest.mark.hil
+def test_therapy_waits_a_year_after_a_brain_injury(pump: PumpClient) -> None:
+    # Label 1: "wait at least one year after injury"; a year is 365 days (rules.py), by the
+    # pump's clock: when the profile is set, and again at the first therapy.
+    now = pump.status().clock.replace(microsecond=0)
+    year = timedelta(days=365)
+    recent = now - timedelta(days=200)
+    e = refused(pump, lambda: pump.set_profile("cerebral", 30, "titration", "1500",
+                                               brain_injury=recent),
+                errors.TooSoon, m.SET_PROFILE, "brain_injury_wait",
+                (errors.show_date(_s(recent)), errors.show_date(_s(recent + year))))
+    assert 165 * 86_400 - 60 <= e.wait_s <= 165 * 86_400, e.wait_s
+    assert "therapy may start on" in str(e)
+    later = now + timedelta(days=30)  # not yet: a wrong date (or a clock not set)
+    refused(pump, lambda: pump.set_profile("cerebral", 30, "titration", "1500",
+                                           brain_injury=later),
+            errors.OutOfRange, m.SET_PROFILE, "brain_injury_wait")
+    assert pump.profile().phase == "unset"
+    injury = now - year
+    p = pump.set_profile("cerebral", 30, "titration", "1500", "0.2", brain_injury=injury)
+    assert p.brain_injury == injury
+    pump.refill("20", 500)
+    # The clock was an hour ahead when the profile was taken: set right, the first therapy
+    # (a program, a bolus, a priming bolus) waits for the year by it.
+    pump.set_clock(now - timedelta(hours=1))
+    for mtype, ask in ((m.SET_CONTINUOUS, lambda: pump.set_continuous("100")),
+                       (m.BOLUS, lambda: pump.bolus("10", 600)),
+                       (m.PRIME, lambda: pump.prime(600))):
+        e = refused(pump, ask, errors.TooSoon, mtype, "brain_injury_wait",
+                    (errors.show_date(_s(injury)), errors.show_date(_s(now))))
+        assert 3600 - 60 <= e.wait_s <= 3600, e.wait_s
+    pump.set_clock(now)
+    assert pump.set_continuous("100").daily_dose_mcg == 100
+    # Therapy began: moving the clock back later holds nothing back.
+    pump.set_clock(now - timedelta(days=30))
+    assert pump.set_continuous("90").daily_dose_mcg == 90
 
 
 # -- drug, concentration and refill (label 2.3, 5.1) ------------------------------------------

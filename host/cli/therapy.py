@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from rich.table import Table
 
+from firmware.core.rules import BRAIN_INJURY_WAIT_S
 from host.cli.ui import (
     STOP_REASONS,
     Commands,
@@ -18,7 +19,8 @@ from host.cli.ui import (
     out,
     when,
 )
-from host.client import ORIGINS, PHASES, Program, PumpClient
+from host.client import ORIGINS, PHASES, Profile, Program, PumpClient
+from host.errors import show_date
 from host.units import duration
 
 
@@ -69,6 +71,29 @@ def cmd_bolus(pump: PumpClient, args: argparse.Namespace) -> None:
         f"{duration(b.duration_s)}, done {when(b.ends_at)}"))
 
 
+def brain_injury_arg(text: str) -> date | datetime | None:
+    """--brain-injury: a date (YYYY-MM-DD), an ISO date/time (UTC unless given), or none."""
+    if text.strip().lower() in ("none", "no", "0"):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise UsageError(f"--brain-injury: not a date (YYYY-MM-DD) nor none: {e}") from e
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def brain_injury_line(p: Profile) -> str:
+    """The profile's brain injury, and the earliest therapy after it (label 1: a year)."""
+    if p.brain_injury is None:
+        return "none"
+    since = int(p.brain_injury.timestamp())
+    return f"{show_date(since)} (therapy from {show_date(since + BRAIN_INJURY_WAIT_S)})"
+
+
 def cmd_profile(pump: PumpClient, args: argparse.Namespace) -> None:
     if getattr(args, "action", None) == "set":
         start = None
@@ -79,8 +104,12 @@ def cmd_profile(pump: PumpClient, args: argparse.Namespace) -> None:
                 raise UsageError(f"--infusion-start: not an ISO date/time: {e}") from e
             if start.tzinfo is None:
                 start = start.replace(tzinfo=UTC)
+        if args.brain_injury is None:  # not given: the date the pump holds stays
+            injury: date | datetime | None = pump.profile().brain_injury
+        else:
+            injury = brain_injury_arg(args.brain_injury)
         p = pump.set_profile(args.origin, args.age, args.phase, args.ceiling,
-                             args.catheter_ml, start)
+                             args.catheter_ml, start, injury)
         title = "patient profile set"
     else:
         p = pump.profile()
@@ -98,6 +127,7 @@ def cmd_profile(pump: PumpClient, args: argparse.Namespace) -> None:
         t.add_row("catheter volume", f"{num(p.catheter_ml, 6)} mL")
         t.add_row("infusion started", when(p.infusion_start) if p.infusion_start
                   else "not yet")
+        t.add_row("brain injury", brain_injury_line(p))
         out.print(t)
 
     emit(args, p.to_dict(), human)
@@ -124,6 +154,10 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     q.add_argument("--infusion-start", metavar="ISO",
                    help="when infusion started (ISO date/time, UTC unless given); "
                    "default: at the first program")
+    q.add_argument("--brain-injury", metavar="DATE",
+                   help="date of a traumatic brain injury behind the spasticity (YYYY-MM-DD, "
+                   "or an ISO date/time, UTC unless given; 'none': none): no therapy before "
+                   "a year after it (label 1); default: keep the date the pump holds")
 
     p = sub.add_parser("set-dose", parents=[common], help="program continuous infusion at "
                        "the reservoir's concentration")

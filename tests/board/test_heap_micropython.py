@@ -139,7 +139,7 @@ def _with_loop(program, check):
     try:
         board = FakeBoard(clock=clock)
         lp = loop_mod.Loop(board)
-        _ask(lp, m.SET_PROFILE, (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0))
+        _ask(lp, m.SET_PROFILE, (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0, 0))
         _ask(lp, m.REFILL_BEGIN, ())
         _ask(lp, m.REFILL_COMMIT, (0, CAPACITY_NL, m.DRUG_BACLOFEN, 500, 500, 0))
         program(lp)

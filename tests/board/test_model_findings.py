@@ -145,8 +145,8 @@ def test_f3_a_ceiling_under_the_running_priming_bolus_is_refused():
     t.prime(60)  # 200 uL of 1000 mcg/mL: 200 mcg, before any program
     assert t.program_mode == m.MODE_STOPPED and t.pump.bolus_left_ng() == 200_000
     _refused(t, m.ERR_LIMIT, m.RULE_HARD_CEILING, 199_999, 200_000, t.set_profile,
-             m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 199_999, 200_000, 0)
-    t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 200_000, 200_000, 0)
+             m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 199_999, 200_000, 0, 0)
+    t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 200_000, 200_000, 0, 0)
     assert t.ceiling_ng == 200_000, "a ceiling that covers the bolus is taken"
 
 

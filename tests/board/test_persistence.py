@@ -549,6 +549,92 @@ def test_snapshot_of_another_window_size_is_refused_whole():
         raise AssertionError("a %s window of another size loaded" % window)
 
 
+def _dump_format_1(t):
+    """What the firmware before format 2 (no brain injury date) wrote: snapshot.dump as it
+    was, written out here so that the test does not lean on the code it checks."""
+    p = t.pump
+    none = -0x80000000
+    out = []
+
+    def put(fmt, *v):
+        out.append(struct.pack("<" + fmt, *v))
+
+    def ints(seq):
+        put("H", len(seq))
+        for v in seq:
+            put("I", v)
+
+    def opt(v):
+        put("i", none if v is None else v)
+
+    put("B", 1)
+    put("II", p.clock_s(), p.uptime_s)
+    put("IHIIHH", p.volume_nl, p.concentration, p.delivered_steps, p.delivered_ug, p._ng, p._pg)
+    put("iIH", p.window.at, p.window.total, p.window.pg)
+    ints(p.window.ng)
+    put("BBBII", t.phase, t.origin, t.age_years, t.ceiling_ng, t.catheter_nl)
+    put("IB", t.infusion_start_s, 1 if t.programmed else 0)
+    opt(t.start_up)
+    put("BBBhI", t.mode, t.program_mode, t.stop_reason, t.utc_offset_min, t.daily_ng)
+    put("B", len(t.steps))
+    for start, dose in t.steps:
+        put("HI", start, dose)
+    put("IIBBi", t.taper_start_ng, t.taper_target_ng, t.taper_days, t.taper_day,
+        t.taper_next_up)
+    put("i", t.in_force.at)
+    ints(t.in_force.v)
+    opt(t.last_increase_up)
+    put("II", t.refill_base_ng, t.increase_n)
+    for v in t.increase_up:
+        opt(v)
+    put("IIIB", t.pb_dose_ng, t.pb_duration_s, t.pb_lockout_s, t.pb_max)
+    put("B", len(t.pb_up))
+    for v in t.pb_up:
+        opt(v)
+    put("Bi", len(t.screens), t.last_screen_up)
+    for time_s, dose, duration in t.screens:
+        put("III", time_s, dose, duration)
+    a = t.alarms
+    put("HHI", a.active, a.unacked, a.silenced_until)
+    put("BII", t.bolus_kind, t.bolus_ng, p.bolus_left_ng())
+    return b"".join(out)
+
+
+def test_snapshot_keeps_the_brain_injury_date():
+    # Label 1: the first therapy waits a year after a brain injury, by the clock then; the
+    # date must outlive a reset before it (here one that took the clock).
+    injury = CLOCK0 - 365 * DAY_S
+    t = ready(brain_injury_s=injury)
+    t2, gap = _reboot(t, now_s=PICO_EPOCH)
+    assert gap == -1 and t2.profile()[6] == injury, t2.profile()
+    _same(t, t2, "brain injury")
+    t2.set_clock(CLOCK0 - 1)
+    e = refused(t2.set_continuous, 100_000, 0)
+    assert (e.code, e.rule, e.wait_s) == (m.ERR_TOO_SOON, m.RULE_BRAIN_INJURY_WAIT, 1), (
+        e.code, e.rule, e.wait_s)
+
+
+def test_snapshot_of_format_1_from_the_older_firmware_loads():
+    # A pump updated in place boots from what its old firmware saved: the same therapy, no
+    # brain injury date (0), and it saves the new format from then on.
+    for t in (_busy_flex(), _busy_taper(), _busy_screening()):
+        old = _dump_format_1(t)
+        assert old[0] == 1 and len(old) == len(snapshot.dump(t)) - 4, "format 1: 4 bytes less"
+        t2 = bare(t.pump.clock_s())
+        gap = snapshot.load(t2, old, t.pump.clock_s())
+        t2.restart(gap, False)
+        assert gap == 0 and t2.brain_injury_s == 0, (gap, t2.brain_injury_s)
+        _same(t, t2, "format 1")
+        assert snapshot.dump(t2)[0] == snapshot.FORMAT == 2, "saved as format 2"
+    # Cut short or with a byte too many, a format 1 snapshot is refused as any other.
+    for bad in (old[:-1], old + b"\x00"):
+        try:
+            snapshot.load(bare(), bad, CLOCK0)
+        except ValueError:
+            continue
+        raise AssertionError("a format 1 snapshot of %d bytes loaded" % len(bad))
+
+
 def test_store_ignores_a_whole_record_of_another_kind():
     fs = MemoryFS()
     st = Store(fs, "rec")
@@ -805,7 +891,7 @@ def _ask(lp, mtype, values, role=CLINICIAN):
 
 
 def _program(lp, daily_ng=412_500):
-    _ask(lp, m.SET_PROFILE, (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0))
+    _ask(lp, m.SET_PROFILE, (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0, 0))
     _ask(lp, m.REFILL_BEGIN, ())
     _ask(lp, m.REFILL_COMMIT, (0, CAPACITY_NL, m.DRUG_BACLOFEN, 500, 500, 0))
     _ask(lp, m.SET_CONTINUOUS, (daily_ng, 0))
@@ -986,7 +1072,7 @@ def test_loop_saves_each_accepted_command_before_the_next():
         lp.guard = lp.dispatcher.guard = Guard({CLINICIAN: CLINICIAN_KEY})
         assert lp.guard.open(NONCE) == 0, "session 0"
         requests = (
-            (m.SET_PROFILE, (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0)),
+            (m.SET_PROFILE, (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0, 0)),
             (m.REFILL_BEGIN, ()),
             (m.REFILL_COMMIT, (0, CAPACITY_NL, m.DRUG_BACLOFEN, 500, 500, 0)),
             (m.SET_CONTINUOUS, (412_500, 0)),
@@ -1075,6 +1161,28 @@ def test_loop_state_of_another_format_raises_config_crc():
         p = lp2.pump
         assert (t.mode, t.phase, p.volume_nl, p.basal_nl_day) == (
             m.MODE_STOPPED, m.PHASE_UNSET, 0, 0), "an empty pump"
+
+    _on_fakes(run)
+
+
+def test_loop_boots_from_the_older_firmwares_state_and_goes_on():
+    # A firmware update in place: the flash holds format 1 (the firmware before the brain
+    # injury date). The pump boots running the program it had, no config_crc alarm.
+    def run(boot):
+        fs = MemoryFS()
+        lp1 = boot(FakeBoard(fs))
+        _program(lp1)
+        _state_record(fs, _dump_format_1(lp1.therapy))
+        board = FakeBoard(fs, CLOCK0 + 600)
+        lp2 = boot(board)
+        t = lp2.therapy
+        assert not t.alarms.active & _bit(m.ALARM_CONFIG_CRC), "no config_crc"
+        assert (t.mode, t.daily_ng, t.brain_injury_s) == (m.MODE_CONTINUOUS, 412_500, 0), (
+            t.mode, t.daily_ng, t.brain_injury_s)
+        assert lp2.pump.basal_nl_day > 0, "the motor runs"
+        _run_for(lp2, board, 10 * MIN_MS)
+        lp2.save()
+        assert Store(fs, "state").load()[0] == 2, "saved as format 2"
 
     _on_fakes(run)
 

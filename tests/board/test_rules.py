@@ -99,7 +99,7 @@ def _started(daily_ng=100_000, origin=m.ORIGIN_SPINAL, age=40, phase=m.PHASE_TIT
     """A therapy running daily_ng whose infusion started 2 days ago (as the profile may say
     for a pump that replaced another): the first-24 h rule is behind it."""
     t = kit.ready(origin=origin, age=age, phase=phase, ceiling_ng=ceiling_ng, **kw)
-    t.set_profile(origin, age, phase, ceiling_ng, 200_000, T0 - 2 * DAY)
+    t.set_profile(origin, age, phase, ceiling_ng, 200_000, T0 - 2 * DAY, 0)
     t.set_continuous(daily_ng, m.CONFIRM_HIGH_DOSE if daily_ng > 1_000_000 else 0)
     return t
 
@@ -138,13 +138,101 @@ def _step_ng(t):
 def test_label_1_8_4_patient_under_4_refused():
     t = kit.bare()
     _refused(t, m.ERR_LIMIT, m.RULE_PATIENT_AGE, 3, 4, 0,
-             t.set_profile, m.ORIGIN_SPINAL, 3, m.PHASE_TITRATION, 1_000_000, 0, 0)
+             t.set_profile, m.ORIGIN_SPINAL, 3, m.PHASE_TITRATION, 1_000_000, 0, 0, 0)
     assert t.phase == m.PHASE_UNSET, "no profile after the refusal"
-    assert t.set_profile(m.ORIGIN_SPINAL, 4, m.PHASE_TITRATION, 1_000_000, 0, 0)[1] == 4
+    assert t.set_profile(m.ORIGIN_SPINAL, 4, m.PHASE_TITRATION, 1_000_000, 0, 0, 0)[1] == 4
     # A profile in force is not replaced by an under-4 one either.
     _refused(t, m.ERR_LIMIT, m.RULE_PATIENT_AGE, 0, 4, 0,
-             t.set_profile, m.ORIGIN_CEREBRAL, 0, m.PHASE_TITRATION, 1_000_000, 0, 0)
+             t.set_profile, m.ORIGIN_CEREBRAL, 0, m.PHASE_TITRATION, 1_000_000, 0, 0, 0)
     assert t.profile()[:2] == (m.ORIGIN_SPINAL, 4)
+
+
+# -- label 1: spasticity after a traumatic brain injury, at least a year after it -----------
+
+YEAR = 365 * DAY  # rules.py: a year is 365 days
+
+
+def _profile_injured(t, injury_s, phase=m.PHASE_TITRATION):
+    """SET_PROFILE's values with a brain injury on injury_s (0: none)."""
+    return (t.set_profile, m.ORIGIN_CEREBRAL, 40, phase, 1_500_000, 200_000, 0, injury_s)
+
+
+def test_label_1_brain_injury_profile_under_a_year_refused():
+    t = kit.bare()
+    # A second under a year: TOO_SOON, naming the injury's date and the date therapy may start.
+    _refused(t, m.ERR_TOO_SOON, m.RULE_BRAIN_INJURY_WAIT, T0 - YEAR + 1, T0 + 1, 1,
+             *_profile_injured(t, T0 - YEAR + 1))
+    _refused(t, m.ERR_TOO_SOON, m.RULE_BRAIN_INJURY_WAIT, T0 - 30 * DAY, T0 + YEAR - 30 * DAY,
+             YEAR - 30 * DAY, *_profile_injured(t, T0 - 30 * DAY))
+    # An injury at the clock: under a year ago too.
+    _refused(t, m.ERR_TOO_SOON, m.RULE_BRAIN_INJURY_WAIT, T0, T0 + YEAR, YEAR,
+             *_profile_injured(t, T0))
+    assert t.phase == m.PHASE_UNSET, "no profile after the refusals"
+    # A year to the second: taken, and reported.
+    out = t.set_profile(m.ORIGIN_CEREBRAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0,
+                        T0 - YEAR)
+    assert out[6] == T0 - YEAR and t.profile() == out, out
+    # A profile in force is not replaced by one with a recent injury either.
+    _refused(t, m.ERR_TOO_SOON, m.RULE_BRAIN_INJURY_WAIT, T0 - DAY, T0 - DAY + YEAR,
+             YEAR - DAY, *_profile_injured(t, T0 - DAY))
+    # 0: no brain injury (or not the cause): no wait.
+    assert t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0,
+                         0)[6] == 0
+
+
+def test_label_1_brain_injury_after_the_pump_clock_refused_as_out_of_range():
+    t = kit.bare()
+    _refused(t, m.ERR_OUT_OF_RANGE, m.RULE_BRAIN_INJURY_WAIT, T0 + 1, T0, 0,
+             *_profile_injured(t, T0 + 1))
+    _refused(t, m.ERR_OUT_OF_RANGE, m.RULE_BRAIN_INJURY_WAIT, m.CLOCK_MAX, T0, 0,
+             *_profile_injured(t, m.CLOCK_MAX))
+    # A clock not set lags the true date (the Pico's RTC starts at 2021-01-01): an injury
+    # after it is refused, never taken as a year ago.
+    pico = kit.bare(1_609_459_200)
+    _refused(pico, m.ERR_OUT_OF_RANGE, m.RULE_BRAIN_INJURY_WAIT, T0 - 2 * YEAR,
+             1_609_459_200, 0, *_profile_injured(pico, T0 - 2 * YEAR))
+    pico.set_clock(T0)
+    assert pico.set_profile(*_profile_injured(pico, T0 - 2 * YEAR)[1:])[6] == T0 - 2 * YEAR
+    # SET_PROFILE's wire range: 0 to 2100, as every date.
+    assert _wire(m.SET_PROFILE, (1, 40, 2, 1_500_000, 0, 0, m.CLOCK_MAX))[0] == 0
+    err, _ = _wire(m.SET_PROFILE, (1, 40, 2, 1_500_000, 0, 0, m.CLOCK_MAX + 1))
+    assert err == m.ERR_OUT_OF_RANGE, err
+
+
+def test_label_1_brain_injury_first_program_waits_a_year_by_the_clock_then():
+    # The profile was taken a year after the injury by the clock then; the clock is set back
+    # a day before the first program (it had been set ahead): the first therapy waits.
+    t = kit.ready(origin=m.ORIGIN_CEREBRAL, brain_injury_s=T0 - YEAR)
+    t.set_clock(T0 - DAY)
+    for fn, args in ((t.set_continuous, (100_000, 0)),
+                     (t.set_flex, (0, 0, ((0, 100_000), (720, 120_000)))),
+                     (t.bolus, (10_000, 600)), (t.prime, (600,))):
+        _refused(t, m.ERR_TOO_SOON, m.RULE_BRAIN_INJURY_WAIT, T0 - YEAR, T0, DAY, fn, *args)
+    _run(t, HOUR)
+    _refused(t, m.ERR_TOO_SOON, m.RULE_BRAIN_INJURY_WAIT, T0 - YEAR, T0, DAY - HOUR,
+             t.set_continuous, 100_000, 0)
+    t.set_clock(T0)
+    assert t.set_continuous(100_000, 0)[1] == 100_000, "a year after the injury: it starts"
+    # Therapy began: the rule has no more to say (a clock moved back again stops nothing).
+    t.set_clock(T0 - 30 * DAY)
+    assert t.set_continuous(90_000, 0)[1] == 90_000
+    assert t.bolus(10_000, 600)[1] == 10_000
+
+
+def test_label_1_brain_injury_first_screening_bolus_waits_a_year_by_the_clock_then():
+    t = kit.ready(phase=m.PHASE_SCREENING, concentration=50, brain_injury_s=T0 - YEAR)
+    t.set_clock(T0 - 1)
+    _refused(t, m.ERR_TOO_SOON, m.RULE_BRAIN_INJURY_WAIT, T0 - YEAR, T0, 1,
+             t.screen, 50_000, 60)
+    _run(t, 1)
+    assert t.screen(50_000, 60)[1] == 50_000, "a year after the injury: screening starts"
+    _run(t, DAY)
+    t.set_clock(T0 - DAY)  # screening began: its next bolus is not held back by the clock
+    assert t.screen(75_000, 120)[1] == 75_000
+    # An injury that is not the cause (0) holds nothing back.
+    u = kit.ready(phase=m.PHASE_SCREENING, concentration=50)
+    u.set_clock(m.CLOCK_MIN)
+    assert u.screen(50_000, 60)[1] == 50_000
 
 
 # -- label 2.3, 3, 16: drug and concentrations ------------------------------------------------
@@ -314,7 +402,7 @@ def test_label_2_5_starting_dose_at_most_twice_the_screening_dose():
     _run(t, DAY)
     t.screen(75_000, 120)
     _run(t, 8 * HOUR)
-    t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0)
+    t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0, 0)
     _refused(t, m.ERR_LIMIT, m.RULE_STARTING_DOSE, 150_001, 150_000, 0,
              t.set_continuous, 150_001, 0)
     _refused(t, m.ERR_LIMIT, m.RULE_STARTING_DOSE, 150_001, 150_000, 0,

@@ -13,7 +13,7 @@ from protocol import messages as m
 def test_no_return_to_screening_once_infusion_started():
     t = kit.running(100_000)
     _refused(t, m.ERR_INVALID_STATE, m.RULE_PHASE, m.PHASE_SCREENING, m.PHASE_TITRATION, 0,
-             t.set_profile, m.ORIGIN_SPINAL, 40, m.PHASE_SCREENING, 1_500_000, 200_000, 0)
+             t.set_profile, m.ORIGIN_SPINAL, 40, m.PHASE_SCREENING, 1_500_000, 200_000, 0, 0)
 
 
 def test_the_start_of_infusion_stays_once_infusion_ran_on_this_pump():
@@ -22,21 +22,22 @@ def test_the_start_of_infusion_stays_once_infusion_ran_on_this_pump():
     start = t.profile()[5]
     backdated = t.pump.clock_s() - 3 * DAY
     _refused(t, m.ERR_INVALID_STATE, m.RULE_INFUSION_START, 0, 0, 0, t.set_profile,
-             m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, backdated)
+             m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, backdated, 0)
     kit.advance(t, HOUR * 1000)
     e = kit.refused(t.set_continuous, 110_000, 0)
     assert e.rule == m.RULE_FIRST_24H
     if start:  # the same start again (a profile re-sent as it was) is no change
-        t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, start)
+        t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, start, 0)
     b = kit.ready()  # infusion started on an earlier pump: its start is taken
-    b.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, backdated)
+    b.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, backdated, 0)
     assert b.profile()[5] == backdated
 
 
 def test_profile_ceiling_not_under_the_program_in_force():
     t = kit.running(1_000_000)  # ceiling 1 500 000
     before = t.profile()
-    e = kit.refused(t.set_profile, m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 999_999, 200_000, 0)
+    e = kit.refused(t.set_profile, m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 999_999, 200_000, 0,
+                    0)
     assert (e.code, e.rule, e.requested) == (m.ERR_LIMIT, m.RULE_HARD_CEILING, 999_999)
     assert e.allowed >= 1_000_000, e.allowed
     assert t.profile() == before
@@ -97,7 +98,7 @@ def test_no_patient_bolus_while_stopped_or_suspended():
 
 def test_screening_bolus_needs_drug_in_the_reservoir():
     t = kit.bare()
-    t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_SCREENING, 1_500_000, 200_000, 0)
+    t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_SCREENING, 1_500_000, 200_000, 0, 0)
     _refused(t, m.ERR_INVALID_STATE, m.RULE_RESERVOIR, 0, 0, 0, t.screen, 50_000, 60)
 
 
@@ -177,7 +178,7 @@ def test_a_40_ml_model_takes_a_40_ml_fill_and_no_more():
 
     p = Pump(kit.STEP_NL, 40_000_000, 0, config.MAX_RATE_NL_DAY, kit.CLOCK0)
     t = Therapy(p, EventLog(16), config)
-    t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0)
+    t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0, 0)
     t.refill_begin()
     e = kit.refused(t.refill_commit, 0, 40_000_001, m.DRUG_BACLOFEN, 500, 500, 0)
     assert (e.code, e.rule, e.allowed) == (m.ERR_LIMIT, m.RULE_OVERFILL, 40_000_000)

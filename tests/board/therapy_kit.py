@@ -29,11 +29,11 @@ def bare(clock_s=CLOCK0, max_catch_up=1 << 20, log_size=256):
 
 def ready(origin=m.ORIGIN_SPINAL, age=40, phase=m.PHASE_TITRATION, ceiling_ng=1_500_000,
           catheter_nl=200_000, concentration=500, fill_nl=CAPACITY_NL, clock_s=CLOCK0,
-          **kw):
+          brain_injury_s=0, **kw):
     """A therapy with a profile and a filled reservoir, no program yet."""
     t = bare(clock_s, **kw)
     t.role = m.ROLE_CLINICIAN
-    t.set_profile(origin, age, phase, ceiling_ng, catheter_nl, 0)
+    t.set_profile(origin, age, phase, ceiling_ng, catheter_nl, 0, brain_injury_s)
     t.refill_begin()
     t.refill_commit(0, fill_nl, m.DRUG_BACLOFEN, concentration, concentration,
                     0 if concentration in (50, 500, 1000, 2000)

@@ -458,7 +458,7 @@ def run_scenario(boot: Callable[[kit.FakeBoard], loop_mod.Loop]) -> Recorder:
 
     ask("SET_PROFILE", {"origin": "spinal", "age_years": 40, "phase": "titration",
                         "ceiling_ng": 1_500_000, "catheter_nl": 200_000,
-                        "infusion_start_s": 0})
+                        "infusion_start_s": 0, "brain_injury_s": 0})
     opened = ask("REFILL_BEGIN")
     ask("REFILL_COMMIT", {"drained_nl": opened["expected_nl"], "fill_nl": 20_000_000,
                           "drug": "baclofen", "concentration": 500,

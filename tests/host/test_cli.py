@@ -10,7 +10,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import serial
@@ -18,6 +20,7 @@ from clikit import run, run_json
 
 from hil.launcher import SimProcess
 from host import cli, discovery, keys
+from host.client import PumpClient
 from protocol import messages as m
 
 STATUS_KEYS = {
@@ -308,6 +311,7 @@ def test_profile_show_and_set(sim: SimProcess, capsys: pytest.CaptureFixture[str
     assert (code, data) == (0, {
         "origin": "cerebral", "age_years": 12, "phase": "titration", "ceiling_mcg_day": "800",
         "catheter_ml": "0.25", "infusion_start": "2026-12-24T10:00:00+00:00",
+        "brain_injury": None,
     })
     code, shown = run_json(capsys, "profile", "show", "--port", sim.pty)
     assert (code, shown) == (0, data)
@@ -319,6 +323,62 @@ def test_profile_show_and_set(sim: SimProcess, capsys: pytest.CaptureFixture[str
     assert (data["error"]["rule"], data["error"]["requested"], data["error"]["allowed"],
             data["error"]["unit"]) == ("patient_age", 3, 4, "years")
     assert "asked 3 years, at least 4 years" in data["error"]["message"]
+
+
+def test_profile_brain_injury_a_year_before_therapy(
+    sim: SimProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Label 1: after a traumatic brain injury, therapy a year after it at the earliest, by the
+    # pump's clock (the simulator's starts at 2027-01-01 00:00 UTC).
+    def profile(*more: str) -> tuple[int, Any]:
+        return run_json(capsys, "profile", "set", "--origin", "cerebral", "--age", "30",
+                        "--phase", "titration", "--ceiling", "1500", *more, "--port", sim.pty)
+
+    def day(text: str) -> int:
+        return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
+
+    code, data = profile("--brain-injury", "2026-06-01")
+    assert code == 4 and data["error"]["type"] == "TooSoon", data
+    e = data["error"]
+    assert (e["rule"], e["unit"], e["requested"], e["allowed"], e["wait_s"]) == (
+        "brain_injury_wait", "date", day("2026-06-01"), day("2027-06-01"), 151 * 86_400)
+    code, _, err = run(capsys, "profile", "set", "--origin", "cerebral", "--age", "30",
+                       "--phase", "titration", "--ceiling", "1500", "--brain-injury",
+                       "2026-06-01", "--port", sim.pty)
+    assert code == 4 and "TOO_SOON brain_injury_wait" in err
+    assert "brain injury 2026-06-01: therapy may start on 2027-06-01 (label 1)" in err, err
+    code, data = profile("--brain-injury", "2027-02-01")  # after the pump's clock
+    assert code == 4 and data["error"]["type"] == "OutOfRange", data
+    assert "2027-02-01 is after the pump's clock (2027-01-01)" in data["error"]["message"]
+    code, data = run_json(capsys, "profile", "--port", sim.pty)
+    assert data["phase"] == "unset", "nothing taken"
+    # A year to the day: taken, shown in the table and in --json.
+    code, data = profile("--brain-injury", "2026-01-01")
+    assert code == 0 and data["brain_injury"] == "2026-01-01T00:00:00+00:00", data
+    code, out, _ = run(capsys, "profile", "--port", sim.pty)
+    assert "brain injury" in out and "2026-01-01 (therapy from 2027-01-01)" in out, out
+    # Set again without --brain-injury: the date the pump holds stays.
+    code, data = profile("--ceiling", "1200")
+    assert code == 0 and data["brain_injury"] == "2026-01-01T00:00:00+00:00", data
+    # The clock set back a day before the first program: the first therapy waits.
+    with PumpClient(sim.pty, keys=sim.keys()) as pump:
+        pump.set_clock(datetime(2026, 12, 31, tzinfo=UTC))
+        pump.refill("20", 500)
+    code, _, err = run(capsys, "set-dose", "100", "--port", sim.pty)
+    assert code == 4 and "TOO_SOON brain_injury_wait" in err, err
+    assert "therapy may start on 2027-01-01" in err and "allowed in 1 d" in err, err
+    rig = sim.rig()
+    rig.advance(86_400_000)
+    rig.close()
+    code, data = run_json(capsys, "set-dose", "100", "--port", sim.pty)
+    assert code == 0 and data["daily_dose_mcg"] == "100", data
+    # none: no brain injury; a date that is not one is refused before anything is sent.
+    code, data = profile("--brain-injury", "none")
+    assert code == 0 and data["brain_injury"] is None, data
+    code, _, err = run(capsys, "profile", "set", "--origin", "cerebral", "--age", "30",
+                       "--phase", "titration", "--ceiling", "1500", "--brain-injury",
+                       "last spring", "--port", sim.pty)
+    assert code == 2 and "--brain-injury" in err, err
 
 
 def test_nothing_programs_before_profile_and_refill(

@@ -3,7 +3,7 @@ typed results and refusals, against the simulator."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -263,6 +263,24 @@ def test_a_new_pump_has_no_profile_and_no_drug(pump: PumpClient) -> None:
     assert refused.value.rule == "reservoir" and "refill first" in str(refused.value)
 
 
+def test_set_profile_brain_injury_as_a_date_or_a_time(pump: PumpClient) -> None:
+    # A date is its midnight UTC; a time without a zone is UTC; None is no injury.
+    def injured(when: date | datetime | None) -> datetime | None:
+        return pump.set_profile("cerebral", 30, "titration", "1500",
+                                brain_injury=when).brain_injury
+
+    assert injured(date(2025, 3, 1)) == datetime(2025, 3, 1, tzinfo=UTC)
+    assert injured(datetime(2025, 3, 1, 12, 30)) == datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
+    east = timezone(timedelta(hours=2))
+    assert injured(datetime(2025, 3, 1, 12, 30, tzinfo=east)) == datetime(
+        2025, 3, 1, 10, 30, tzinfo=UTC)
+    assert pump.profile().brain_injury == datetime(2025, 3, 1, 10, 30, tzinfo=UTC)
+    assert injured(None) is None
+    with pytest.raises(ValueError, match="1970"):  # 0 on the wire means none
+        injured(date(1969, 7, 20))
+    assert pump.profile().brain_injury is None, "nothing sent"
+
+
 def test_set_up_profile_refill_program(pump: PumpClient) -> None:
     p = pump.set_profile("cerebral", 12, "titration", "800", "0.25")
     assert (p.origin, p.age_years, p.phase, p.ceiling_mcg_day, p.catheter_ml) == (
@@ -474,3 +492,16 @@ def test_a_host_opening_a_session_waits_out_a_short_busy(sim: SimProcess, pump: 
         assert patient.status().mode == "stopped"  # BUSY, waited out, served
         assert patient.paused == [wait + BUSY_MARGIN_S]
     assert pump.status().mode == "stopped"  # the clinician's session went on
+
+
+def test_over_a_pty_that_goes_away_the_client_ends_in_port_lost() -> None:
+    # The client reads and writes a device file itself (not through pyserial's read/write):
+    # answers still come whole, and a pty that goes away (the board drops off USB and does
+    # not come back) is still a PortLost, not a traceback.
+    with SimProcess("0") as sim:
+        pump = PumpClient(sim.pty, keys=sim.keys(), timeout=1.0, reconnect_s=0.3).open()
+        for _ in range(20):
+            assert pump.status().phase == "unset"
+    with pytest.raises(errors.PortLost):
+        pump.status()
+    pump.close()

@@ -496,7 +496,7 @@ def seed_frames(rnd: random.Random) -> list[bytes]:
             (m.ENTER_REPL, struct.pack("<I", m.REPL_CONFIRM)),
             (m.ENTER_REPL, struct.pack("<I", m.STOP_CONFIRM)),
             # The therapy set-up and its commands, valid as they stand.
-            (m.SET_PROFILE, struct.pack("<BBBIII", 1, 40, 2, 1_500_000, 200_000, 0)),
+            (m.SET_PROFILE, struct.pack("<BBBIIII", 1, 40, 2, 1_500_000, 200_000, 0, 0)),
             (m.REFILL_BEGIN, b""),
             (m.REFILL_COMMIT, struct.pack("<IIBHHB", 0, 20_000_000, 1, 500, 500, 0)),
             (m.SET_FLEX, struct.pack("<BhBHIHI", 0, 60, 2, 0, 400_000, 1320, 480_000)),
@@ -852,7 +852,7 @@ def run_case(loop_mod: Any, data: bytes, n_open: int, running: tuple | None, see
         loop.guard.open(NONCES[s])
     if running:  # a profile, a full reservoir, perhaps a program, some time gone by
         t = loop.therapy
-        t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0)
+        t.set_profile(m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0, 0)
         t.refill_begin()
         t.refill_commit(0, 20_000_000, m.DRUG_BACLOFEN, running[1], running[1], 0)
         if running[0]:

@@ -70,7 +70,7 @@ class Wire:
 
 
 PROFILE = {"origin": "spinal", "age_years": 40, "phase": "titration", "ceiling_ng": 1_500_000,
-           "catheter_nl": 200_000, "infusion_start_s": 0}
+           "catheter_nl": 200_000, "infusion_start_s": 0, "brain_injury_s": 0}
 REFILL = {"drained_nl": 0, "fill_nl": 20_000_000, "drug": "baclofen", "concentration": 500,
           "concentration_again": 500, "confirm": []}
 SET_400 = {"daily_dose_ng": 400_000, "confirm": []}

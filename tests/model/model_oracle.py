@@ -30,6 +30,7 @@ every "within 24 h" rule; the wall clock (`clock`) only places a flex day's step
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from protocol import messages as m
@@ -42,6 +43,12 @@ DAY = 86_400
 # at enrollment" as pediatric); §4 and §5 give children the cerebral limits.
 MIN_AGE = 4
 ADULT_AGE = 18
+# §10 [1]: spasticity after a traumatic brain injury: therapy at least 1 year after the injury.
+# A year by the calendar: 365 days at least, and up to 366 when it spans a 29 February
+# (`year_after`); between the two a pump may refuse. The profile carries the injury's date
+# (0: none); the wall clock, not the pump's own time, says when a year has passed (the label's
+# year is a date's). A date after the clock is no injury yet: a wrong date.
+YEAR_MIN_S = 365 * DAY
 # §1 [2.3, 3, 16]: the label's strengths; anything else is a confirmed custom dilution, never
 # above 2000 mcg/mL; one drug.
 STRENGTHS = (50, 500, 1000, 2000)
@@ -142,6 +149,16 @@ class Verdict:
         return f"<{self.what}: must [{names(self.must)}] may [{names(self.may)}]>"
 
 
+def year_after(t):
+    """The same date and time a calendar year after wall clock t (29 February: 1 March)."""
+    d = datetime.fromtimestamp(t, tz=UTC)
+    try:
+        later = d.replace(year=d.year + 1)
+    except ValueError:  # 29 February
+        later = d.replace(year=d.year + 1, month=3, day=1)
+    return int(later.timestamp())
+
+
 def _code_name(code):
     for c, name, _ in m.ERRORS:
         if c == code:
@@ -219,6 +236,8 @@ class Oracle:
     ceiling: int = 0
     catheter_nl: int = 0
     infusion_start_s: int = 0  # wall clock, as the profile reports it
+    brain_injury_s: int = 0  # wall clock: the date of a brain injury behind it (§10); 0: none
+    bolused: bool = False  # a bolus was given (a priming or clinician bolus before a program)
     started: int | None = None  # pump time infusion started (§3's first 24 h)
     programmed: bool = False  # a program was ever set on this pump
     # the reservoir
@@ -614,9 +633,44 @@ class Oracle:
 
     # profile (§10)
 
-    def _check_set_profile(self, v, origin, age, phase, ceiling, catheter_nl, start_s):
+    def _check_injury(self, v, injury_s, what):
+        """§10: a year since the brain injury on injury_s (0: none), by the clock now."""
+        if not injury_s:
+            return
+        clock = self.clock
+        if injury_s > clock:
+            # A date to come: refused; the rules do not say by which code (a wrong date, or
+            # a year not passed).
+            v.need(m.ERR_OUT_OF_RANGE, m.RULE_BRAIN_INJURY_WAIT, f"{what}: injury after the clock")
+            v.maybe(m.ERR_TOO_SOON, m.RULE_BRAIN_INJURY_WAIT, "injury after the clock")
+        elif clock - injury_s < YEAR_MIN_S:
+            v.need(m.ERR_TOO_SOON, m.RULE_BRAIN_INJURY_WAIT,
+                   f"{what}: {(clock - injury_s) // DAY} days after the injury")
+        elif clock < year_after(injury_s):
+            v.maybe(m.ERR_TOO_SOON, m.RULE_BRAIN_INJURY_WAIT, f"{what}: 365 days, not a year")
+
+    def _check_first_therapy(self, v):
+        """§10: the first therapy (a screening bolus, a program, a bolus) waits a year after a
+        brain injury, by the clock when it is given (a clock set after the profile counts).
+        Once therapy began the rule has no more to say. A pump may count only programs and
+        screening boluses as its beginning (and check again after a priming or clinician
+        bolus given before any program)."""
+        if self.programmed or self.screens:
+            return
+        if not self.bolused:
+            self._check_injury(v, self.brain_injury_s, "first therapy")
+            return
+        w = Verdict("after a bolus")
+        self._check_injury(w, self.brain_injury_s, "first program after a bolus")
+        for code, rule, why in w.must + w.may:
+            v.maybe(code, rule, why)
+
+    def _check_set_profile(self, v, origin, age, phase, ceiling, catheter_nl, start_s,
+                           injury_s):
         if age < MIN_AGE:
             v.need(m.ERR_LIMIT, m.RULE_PATIENT_AGE, f"{age} years")
+        # §10: a profile says the patient is a candidate: not under a year after the injury.
+        self._check_injury(v, injury_s, "profile")
         started = self.programmed or self.started is not None
         if phase == m.PHASE_SCREENING and started:
             v.need(m.ERR_INVALID_STATE, m.RULE_PHASE, "infusion has started: no screening")
@@ -641,9 +695,11 @@ class Oracle:
             else:  # only a profile gave the start: the rules do not say whether it may move
                 v.maybe(m.ERR_INVALID_STATE, m.RULE_INFUSION_START, "a start was set")
 
-    def _do_set_profile(self, _answer, origin, age, phase, ceiling, catheter_nl, start_s):
+    def _do_set_profile(self, _answer, origin, age, phase, ceiling, catheter_nl, start_s,
+                        injury_s):
         self.origin, self.age, self.phase = origin, age, phase
         self.ceiling, self.catheter_nl = ceiling, catheter_nl
+        self.brain_injury_s = injury_s
         if start_s:
             self.infusion_start_s = start_s
             self.started = self.now - (self.clock - start_s)
@@ -691,6 +747,7 @@ class Oracle:
     def _check_program(self, v, prog, confirm):
         if not self._setup(v):
             return
+        self._check_first_therapy(v)
         top = max(d for _s, d in prog.steps)
         if top * 1000 > self.plant.max_rate_nl_day * self.conc:
             v.need(m.ERR_LIMIT, m.RULE_PUMP_RATE, f"{top} ng/day at {self.conc} mcg/mL")
@@ -866,6 +923,7 @@ class Oracle:
         self.check_ceiling(v, m.ERR_LIMIT, m.RULE_BOLUS_CEILING, what, steps * step_pg / 1000)
 
     def _start_bolus(self, kind, dose, duration):
+        self.bolused = True
         step_pg = self.plant.step_nl * self.conc
         steps = dose * 1000 // step_pg
         self.bolus = Bolus(kind, steps, steps * step_pg / 1000, self.now, self.now + duration)
@@ -873,6 +931,7 @@ class Oracle:
 
     def _check_bolus(self, v, dose, duration):
         if self._setup(v):
+            self._check_first_therapy(v)
             self._check_bolus_common(v, dose, duration)
 
     def _do_bolus(self, _answer, dose, duration):
@@ -881,6 +940,7 @@ class Oracle:
     def _check_prime(self, v, duration):
         if not self._setup(v):
             return
+        self._check_first_therapy(v)
         if not self.catheter_nl:
             v.need(m.ERR_INVALID_STATE, m.RULE_PROFILE_REQUIRED, "no catheter volume")
             return
@@ -902,6 +962,7 @@ class Oracle:
         if self.phase != m.PHASE_SCREENING:
             v.need(m.ERR_INVALID_STATE, m.RULE_PHASE, "not the screening phase")
             return
+        self._check_first_therapy(v)
         if duration < SCREEN_MIN_S:
             v.need(m.ERR_LIMIT, m.RULE_SCREENING_DURATION, f"{duration} s")
         if dose > SCREEN_LADDER[-1]:

@@ -72,6 +72,7 @@ STEPS = 50  # rules (requests, visits, pauses, resets) per sequence, at most
 MAX_DAYS = 6  # simulated time per sequence, at most
 DAY = 86_400
 PICO_EPOCH = 1_609_459_200  # where the Pico's clock starts after a power cut
+LEAP_CLOCK = 1_836_259_200  # 2028-03-10: 365 days back is 2027-03-11, a year on 2028-03-11
 PRESSURE_HIGH = config.PRESSURE_LIMIT_RAW + 1000
 PRESSURE_OK = 6000
 KEYS = {m.ROLE_CLINICIAN: kit.CLINICIAN_KEY, m.ROLE_PATIENT: kit.PATIENT_KEY}
@@ -395,7 +396,7 @@ class PumpMachine(RuleBasedStateMachine):
         assert (lock.refill_valve, lock.cap_valve) == (bool(o.refill), bool(o.cap_until)), (
             f"valves: refill {lock.refill_valve}, CAP {lock.cap_valve}; sessions {sessions}")
         assert t.profile() == (o.origin, o.age, o.phase, o.ceiling, o.catheter_nl,
-                               o.infusion_start_s), f"profile {t.profile()}"
+                               o.infusion_start_s, o.brain_injury_s), f"profile {t.profile()}"
         pb = t.patient_bolus_state()[:4]
         assert pb[0] == o.pb[0] and (not o.pb[0] or pb == o.pb), f"patient bolus {pb} {o.pb}"
         b = o.bolus
@@ -511,18 +512,29 @@ class PumpMachine(RuleBasedStateMachine):
         fill=st.one_of(st.just(config.RESERVOIR_NL), st.integers(500_000, config.RESERVOIR_NL)),
         first=st.one_of(st.none(), typical, st.integers(10_000, 1_500_000)),
         started_ago=st.sampled_from((0, 0, 2 * DAY)),
+        injury=st.sampled_from((None,) * 6 + ("year", "year+1s", "year-1s", "2y", "future")),
     )
-    def setup(self, phase, origin, age, ceiling, conc, fill, first, started_ago):
+    def setup(self, phase, origin, age, ceiling, conc, fill, first, started_ago, injury=None):
         if not phase:
             return  # a pump fresh from the box
         start = self.o.clock - started_ago if started_ago else 0
-        self.request(m.SET_PROFILE, (origin, age, phase, ceiling, 200_000, start))
+        self.request(m.SET_PROFILE, (origin, age, phase, ceiling, 200_000, start,
+                                     self._injury(injury)))
         if self.request(m.REFILL_BEGIN, ()) is not None:
             self._filled = True
             self.request(m.REFILL_COMMIT, (0, fill, m.DRUG_BACLOFEN, conc, conc,
                                            0 if conc in (50, 500, 1000, 2000) else 4))
         if first is not None and phase != m.PHASE_SCREENING:
             self.request(m.SET_CONTINUOUS, (first, m.CONFIRM_HIGH_DOSE))
+
+    def _injury(self, how):
+        """A brain injury's date around the one-year boundary by the pump's clock (§10)."""
+        clock = self.o.clock
+        year = 365 * DAY
+        return {None: 0, "year": clock - year, "year+1s": clock - year - 1,
+                "year-1s": clock - year + 1, "year-1h": clock - year + 3600,
+                "year-1d": clock - year + DAY, "2y": clock - 2 * year, "now": clock,
+                "future": clock + 3600}[how]
 
     # -- what the model says (to steer the choice of rules; never to decide an outcome) ------
 
@@ -549,12 +561,50 @@ class PumpMachine(RuleBasedStateMachine):
           ceiling=st.one_of(st.sampled_from((100_000, 1_000_000, 1_500_000, 3_000_000)),
                             st.integers(1000, 3_000_000)),
           catheter=st.sampled_from((0, 50_000, 200_000)),
-          start=st.sampled_from((None, None, None, "now", "2d", "1h", "future")))
-    def set_profile(self, origin, age, phase, ceiling, catheter, start):
+          start=st.sampled_from((None, None, None, "now", "2d", "1h", "future")),
+          injury=st.sampled_from((None, None, None, None, "keep", "keep", "year", "year+1s",
+                                  "year-1s", "year-1d", "now", "future")))
+    def set_profile(self, origin, age, phase, ceiling, catheter, start, injury):
         clock = self.o.clock
         s = {None: 0, "now": clock, "2d": clock - 2 * DAY, "1h": clock - 3600,
              "future": clock + 3600}[start]
-        self.request(m.SET_PROFILE, (origin, age, phase, ceiling, catheter, s))
+        hurt = self.o.brain_injury_s if injury == "keep" else self._injury(injury)
+        self.request(m.SET_PROFILE, (origin, age, phase, ceiling, catheter, s, hurt))
+
+    @precondition(lambda self: not self.o.programmed and not self.o.screens)
+    @rule(injury=st.sampled_from(("year", "year+1s", "year-1s", "year-1h", "year-1d", "2y",
+                                  "now", "future", "leap", "leap")),
+          clock_then=st.sampled_from((0, 0, -1, -3600, -DAY, 1, DAY)),
+          what=st.sampled_from(("program", "program", "screen", "bolus", "prime")))
+    def brain_injury_trial(self, injury, clock_then, what):
+        """§10: before any therapy, a profile with a brain injury around a year before the
+        clock; the clock set after it (a clock that was ahead, or behind); then the first
+        therapy. "leap": 365 days before 10 March 2028, a day short of a calendar year."""
+        o = self.o
+        if injury == "leap":
+            self.request(m.SET_CLOCK, (LEAP_CLOCK,))
+            injury = "year"
+        phase = m.PHASE_SCREENING if what == "screen" else m.PHASE_TITRATION
+        self.request(m.SET_PROFILE, (o.origin or m.ORIGIN_CEREBRAL, max(o.age, 4), phase,
+                                     max(o.ceiling, 1_000_000), 200_000, 0,
+                                     self._injury(injury)))
+        if clock_then:
+            self.request(m.SET_CLOCK, (self.board.t.pump.clock_s() + clock_then,))
+        if not o.conc and o.phase:
+            opened = self.request(m.REFILL_BEGIN, ())
+            if opened is not None:
+                self._filled = True
+                self.request(m.REFILL_COMMIT, (opened[0], config.RESERVOIR_NL, m.DRUG_BACLOFEN,
+                                               500, 500, 0))
+                self._filled = False
+        if what == "program":
+            self.request(m.SET_CONTINUOUS, (100_000, 0))
+        elif what == "screen":
+            self.request(m.SCREEN, (o.screening_next() or 50_000, 60))
+        elif what == "bolus":
+            self.request(m.BOLUS, (10_000, 600))
+        else:
+            self.request(m.PRIME, (600,))
 
     @rule(dose=doses, confirm=confirms)
     def set_continuous(self, dose, confirm):
@@ -655,7 +705,7 @@ class PumpMachine(RuleBasedStateMachine):
         the screening dose that worked (the last one given)."""
         o = self.o
         self.request(m.SET_PROFILE, (o.origin, o.age, phase, max(o.ceiling, 1_000_000),
-                                     o.catheter_nl, 0))
+                                     o.catheter_nl, 0, o.brain_injury_s))
         self.request(m.SET_CONTINUOUS, (o.screens[-1][1] * factor // 100, confirm))
 
     @rule(dose=st.sampled_from((0, 5000, 20_000, 20_000, 50_000, 200_000)),
@@ -1021,7 +1071,7 @@ def test_f3_a_ceiling_under_the_running_priming_bolus_is_refused():
     s.setup(phase=m.PHASE_TITRATION, origin=m.ORIGIN_SPINAL, age=40, ceiling=300_000,
             conc=1000, fill=config.RESERVOIR_NL, first=None, started_ago=0)
     s.prime(duration=60)  # 200 uL of 1000 mcg/mL: 200 mcg, before the first program
-    s.request(m.SET_PROFILE, (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 100_000, 200_000, 0))
+    s.request(m.SET_PROFILE, (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 100_000, 200_000, 0, 0))
 
 
 def test_f4_resume_counts_the_running_bolus_against_the_ceiling():

@@ -89,7 +89,8 @@ def main(turns):
     state = _live() - before_boot
 
     clin = m.ROLE_CLINICIAN
-    _ask(lp, m.SET_PROFILE, (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0), clin)
+    _ask(lp, m.SET_PROFILE,
+         (m.ORIGIN_SPINAL, 40, m.PHASE_TITRATION, 1_500_000, 200_000, 0, 0), clin)
     _ask(lp, m.REFILL_BEGIN, (), clin)
     _ask(lp, m.REFILL_COMMIT, (0, CAPACITY_NL, m.DRUG_BACLOFEN, 500, 500, 0), clin)
     _ask(lp, m.SET_CONTINUOUS, (412_500, 0), clin)
