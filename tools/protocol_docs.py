@@ -319,16 +319,9 @@ counter. Refusals by the guard are logged, with the role only when the tag prove
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv[1:]:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT.relative_to(ROOT)} is stale: run tools/protocol_docs.py")
-            return 1
-        print(f"{OUT.relative_to(ROOT)} is up to date")
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    from generated import write_or_check  # tools/ (this script's folder)
+
+    return write_or_check(OUT, render(), "tools/protocol_docs.py")
 
 
 if __name__ == "__main__":

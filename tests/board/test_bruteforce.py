@@ -674,14 +674,34 @@ def test_the_loop_answers_locked_with_wait_s():
 # -- the refusal paths allocate nothing (MicroPython) ---------------------------------------
 
 
+def _runs_without_allocating(fn, n=1000):
+    """fn once to warm up, then n times: under micropython.heap_lock() on MicroPython (False
+    if it allocated); on CPython, where every int is an object, just run."""
+    fn()
+    try:
+        import micropython  # type: ignore[import-not-found]
+    except ImportError:
+        for _ in range(n):
+            fn()
+        return True
+    import gc
+
+    gc.collect()
+    micropython.heap_lock()
+    try:
+        for _ in range(n):
+            fn()
+    except MemoryError:
+        return False
+    finally:
+        micropython.heap_unlock()
+    return True
+
+
 def test_refusals_of_the_rate_limits_allocate_nothing():
     # On MicroPython, under heap_lock: a flood of frames for a locked role and of CHALLENGEs
     # past the limit allocates nothing (no HMAC, no text formatted). On CPython (all ints
     # are objects there) the same flood is refused alike.
-    try:
-        import micropython  # type: ignore[import-not-found]
-    except ImportError:
-        micropython = None
     g = _guard()
     _lock_out(g)
     locked, lbuf = _decode(_sign(m.SET_CONTINUOUS, 0, CLINICIAN, 1, payload=SET_CONT))
@@ -697,34 +717,14 @@ def test_refusals_of_the_rate_limits_allocate_nothing():
         codes[0] = g.admit(frames[0], frames[1])
         codes[1] = g.admit(frames[2], frames[3])
 
-    flood()
-    if micropython is not None:
-        import gc
-
-        gc.collect()
-        micropython.heap_lock()
-        try:
-            for _ in range(1000):
-                flood()
-            ok = True
-        except MemoryError:
-            ok = False
-        finally:
-            micropython.heap_unlock()
-        assert ok, "a refusal by the rate limits allocated (MemoryError under heap_lock)"
-    else:
-        for _ in range(1000):
-            flood()
+    assert _runs_without_allocating(flood), (
+        "a refusal by the rate limits allocated (MemoryError under heap_lock)")
     assert codes == [m.ERR_LOCKED, m.ERR_BUSY], "refused: %r" % (codes,)
 
 
 def test_a_challenge_refused_for_want_of_a_slot_allocates_nothing():
     # As above, for BUSY when every slot holds the latest session of a role in use (keys for
     # four roles).
-    try:
-        import micropython  # type: ignore[import-not-found]
-    except ImportError:
-        micropython = None
     keys = dict(KEYS)
     keys[4] = b"\x44" * 32
     g = Guard(keys, Clock())
@@ -738,22 +738,6 @@ def test_a_challenge_refused_for_want_of_a_slot_allocates_nothing():
     def flood():
         codes[0] = g.admit(frames[0], frames[1])
 
-    flood()
-    if micropython is not None:
-        import gc
-
-        gc.collect()
-        micropython.heap_lock()
-        try:
-            for _ in range(1000):
-                flood()
-            ok = True
-        except MemoryError:
-            ok = False
-        finally:
-            micropython.heap_unlock()
-        assert ok, "refusing a CHALLENGE for want of a slot allocated (heap_lock)"
-    else:
-        for _ in range(1000):
-            flood()
+    assert _runs_without_allocating(flood), (
+        "refusing a CHALLENGE for want of a slot allocated (heap_lock)")
     assert codes == [m.ERR_BUSY] and g.crowded, "refused: %r" % (codes,)
