@@ -19,6 +19,8 @@ from therapy_kit import (
     FakeBoard,
     FakeClock,
     advance,
+    assert_code,
+    code_name,
     dispatcher,
     running,
 )
@@ -88,15 +90,7 @@ def _use(g, frame):
     return g.admit(d, buf) or g.advance(d)
 
 
-def _name(code):
-    for c, name, _ in m.ERRORS:
-        if c == code:
-            return name
-    return "OK" if code == 0 else "code %d" % code
-
-
-def _is(code, want, what):
-    assert code == want, "%s: %s, want %s" % (what, _name(code), _name(want))
+_name, _is = code_name, assert_code
 
 
 def _guard(clock=None, sessions=2):

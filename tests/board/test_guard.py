@@ -10,6 +10,8 @@
 import binascii
 import struct
 
+from therapy_kit import assert_code, code_name
+
 from firmware.core.guard import Guard
 from protocol import auth, codec
 from protocol import messages as m
@@ -146,15 +148,7 @@ def _guard(sessions=1, keys=None):
     return g
 
 
-def _name(code):
-    for c, name, _ in m.ERRORS:
-        if c == code:
-            return name
-    return "OK" if code == 0 else "code %d" % code
-
-
-def _is(code, want, what):
-    assert code == want, "%s: %s, want %s" % (what, _name(code), _name(want))
+_name, _is = code_name, assert_code
 
 
 # -- open(): slots and nonces ------------------------------------------------------------

@@ -16,23 +16,7 @@ HOUR = 3600
 CUT = 3572  # a taper from 100 to 50 mcg/day over 14 days: (100000 - 50000) / 14, rounded up
 
 
-def _run(t, s):
-    """Let s seconds pass as the loop would: in chunks of an hour at most, waking at each
-    program change or session end the engine names. Returns the motor steps made."""
-    ms = s * 1000
-    steps = 0
-    while ms > 0:
-        d = HOUR * 1000
-        if d > ms:
-            d = ms
-        e = t.ms_until_event()
-        if 0 < e < d:
-            d = e
-        if t.pump.bolus_steps and d > 60_000:
-            d = 60_000
-        steps += t.advance(d)
-        ms -= d
-    return steps
+_run = kit.run_for  # an hour at most at a time, as the loop would
 
 
 def _refused(t, code, rule, requested, allowed, fn, *args):

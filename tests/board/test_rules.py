@@ -46,23 +46,7 @@ def _refused(t, code, rule, requested, allowed, wait_s, fn, *args):
     return e
 
 
-def _run(t, s, chunk_s=HOUR):
-    """Let s seconds pass in chunks, waking at each program change or session end as the
-    loop does. Returns the motor steps made."""
-    ms = s * 1000
-    steps = 0
-    while ms > 0:
-        d = chunk_s * 1000
-        if d > ms:
-            d = ms
-        e = t.ms_until_event()
-        if 0 < e < d:
-            d = e
-        if t.pump.bolus_steps and d > 60_000:
-            d = 60_000  # the bolus's schedule counts every interval of a long advance
-        steps += t.advance(d)
-        ms -= d
-    return steps
+_run = kit.run_for
 
 
 def _windows(samples):

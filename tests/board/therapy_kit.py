@@ -60,6 +60,37 @@ def advance(t, ms, chunk=60_000):
     return steps
 
 
+def run_for(t, s, chunk_s=3600):
+    """Let s seconds pass in chunks, waking at each program change or session end as the
+    loop does. Returns the motor steps made."""
+    ms = s * 1000
+    steps = 0
+    while ms > 0:
+        d = chunk_s * 1000
+        if d > ms:
+            d = ms
+        e = t.ms_until_event()
+        if 0 < e < d:
+            d = e
+        if t.pump.bolus_steps and d > 60_000:
+            d = 60_000  # the bolus's schedule counts every interval of a long advance
+        steps += t.advance(d)
+        ms -= d
+    return steps
+
+
+def code_name(code):
+    """An error code's name (messages.ERRORS), OK for 0."""
+    for c, name, _ in m.ERRORS:
+        if c == code:
+            return name
+    return "OK" if code == 0 else "code %d" % code
+
+
+def assert_code(code, want, what):
+    assert code == want, "%s: %s, want %s" % (what, code_name(code), code_name(want))
+
+
 def dispatcher(t, keys=None, random_bytes=None):
     if keys is None:
         keys = {m.ROLE_CLINICIAN: CLINICIAN_KEY, m.ROLE_PATIENT: PATIENT_KEY}

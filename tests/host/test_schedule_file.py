@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tomltext import document
 
 from host import schedule as sched
 from host.client import Profile, Program, Status, Step
@@ -581,19 +582,6 @@ def test_valid_schedules_round_trip(s: Schedule) -> None:
     assert sched.loads(sched.dumps(s), now=WINTER) == s
 
 
-def toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return sched._toml_string(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{sched._toml_string(k)} = {toml_value(x)}"
-                               for k, x in v.items()) + "}"
-    return str(v)
-
-
 def key_paths(value: object, path: tuple = ()) -> list[tuple]:
     out = [path] if path else []
     if isinstance(value, dict):
@@ -622,15 +610,7 @@ values = st.recursive(scalars, lambda inner: st.one_of(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(KEYS), values, max_size=7), st.booleans())
 def test_any_toml_document_gives_a_schedule_or_problems(doc: dict, as_tables: bool) -> None:
-    lines = []
-    tables = []
-    for key, value in doc.items():
-        if as_tables and isinstance(value, dict):
-            tables.append(f"\n[{key}]\n" + "".join(
-                f"{sched._toml_string(k)} = {toml_value(x)}\n" for k, x in value.items()))
-        else:
-            lines.append(f"{key} = {toml_value(value)}\n")
-    text = "".join(lines + tables)
+    text = document(doc, as_tables)
     located = sched.locate(text)
     for path in key_paths(tomllib.loads(text)):  # the locator finds every key and item
         assert path in located, (path, text)

@@ -39,6 +39,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tomltext import document
 
 from host import schedule as sched
 from host.schedule import PatientBolusLimits, Schedule, ScheduleError, Step, Taper
@@ -284,37 +285,6 @@ scalars = st.one_of(numbers, st.booleans(), texts, st.times(), st.dates())
 values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=5), st.dictionaries(st.sampled_from(DOC_KEYS), inner, max_size=5)),
     max_leaves=16)
-
-
-def toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return sched._toml_string(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{sched._toml_string(k)} = {toml_value(x)}"
-                               for k, x in v.items()) + "}"
-    if isinstance(v, Decimal):
-        if v.is_nan():
-            return "nan"
-        if v.is_infinite():
-            return "-inf" if v < 0 else "inf"
-        text = str(v)
-        return text if any(c in text for c in ".eE") else text + ".0"
-    return str(v)
-
-
-def document(doc: dict, as_tables: bool) -> str:
-    lines, tables = [], []
-    for key, value in doc.items():
-        if as_tables and isinstance(value, dict):
-            tables.append(f"\n[{key}]\n" + "".join(
-                f"{sched._toml_string(k)} = {toml_value(x)}\n" for k, x in value.items()))
-        else:
-            lines.append(f"{key} = {toml_value(value)}\n")
-    return "".join(lines + tables)
 
 
 @settings(max_examples=HYPOTHESIS_CASES, deadline=None, database=None,
