@@ -317,6 +317,11 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
                    "heap)", h["after_boot_bytes"] <= budget))
     out.append(row("heap while delivering, live", h["delivering_bytes"], "bytes",
                    f"{h['delivering_bytes']:,} bytes", "", None))
+    if "repeat_growth_bytes" in h:  # (bench_heap.py's; results of older harnesses lack it)
+        out.append(row(f"live heap growth over {h['repeat_rounds']} rounds of commands "
+                       "(program, status, save, a loop turn)", h["repeat_growth_bytes"],
+                       "bytes", f"{h['repeat_growth_bytes']:,} bytes",
+                       "0 bytes (nothing kept per command)", h["repeat_growth_bytes"] <= 0))
     out.append(row(f"allocations per steady-state loop turn ({h['turns']:,} turns, "
                    f"{h['steps']} steps)", h["alloc_per_turn"], "bytes",
                    f"{h['alloc_per_turn']:g} bytes ({h['alloc_bytes']} in all)", "0 bytes",

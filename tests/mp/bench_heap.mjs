@@ -11,8 +11,9 @@
 // with --mpy DIR the .mpy files host/deploy.py built into DIR (firmware/**.mpy,
 // protocol/*.mpy: what the board runs), and tests/board/*.py (the fake board objects of
 // therapy_kit.py) are copied into the VM's filesystem under /repo, as tests/mp/run_lane.mjs
-// does; then tests/mp/bench_heap.py (or --script FILE, a path in the repo) runs there with
-// main(turns) and prints one line
+// does; then tests/mp/bench_heap.py (or --script FILE, a path in the repo: a module with a
+// generator main(turns), begin(turns) and resume(live), as bench_heap.py) runs there, each of its yields
+// answered with the live heap measured from here, and prints one line
 //   BENCHHEAP {json}
 // which this script passes on, with the VM's version added (and writes to --json OUT).
 // --heap is the VM's first heap (this port grows it as needed: figures are measured, not
@@ -183,8 +184,24 @@ os.chdir(${JSON.stringify(VM_ROOT)})
 sys.path.insert(0, ${JSON.stringify(VM_ROOT)})
 sys.path.insert(0, ${JSON.stringify(`${VM_ROOT}/tests/board`)})
 sys.path.insert(0, ${JSON.stringify(`${VM_ROOT}/${dir}`)})
-__import__(${JSON.stringify(name)}).main(${turns})
 `);
+    // The script's main(turns) is a generator: it yields where it wants the live heap. This
+    // port's gc.collect() only collects when control is back in JavaScript (it cannot scan the
+    // WebAssembly stack: a collection asked for inside Python is deferred, and gc.mem_alloc()
+    // there counts the garbage too), so each measurement is taken here, between two calls into
+    // Python: collect, then read gc.mem_alloc(), and send it in. Functions are looked up once
+    // (each proxy handed to JavaScript is an object Python keeps).
+    const mod = mp.pyimport(name);
+    const gc = mp.pyimport("gc");
+    const collect = gc.collect;
+    const memAlloc = gc.mem_alloc;
+    const resume = mod.resume;
+    mod.begin(turns);
+    let live = null;
+    while (resume(live)) {
+      collect();
+      live = memAlloc();
+    }
     const version = `${mp.pyimport("sys").version}`;
     parentPort.postMessage({ type: "done", version });
   } catch (e) {
