@@ -368,7 +368,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", "The round trip / echo ratio depends on the echo as much as on the protocol: on "
                   "the 2-core machine this was written on, the echo took 0.018 ms with one core "
                   "busy and 0.04-0.05 ms with both idle (the round trip moved far less), so the "
-                  "same code read 2.4x to 6x. Compare runs on a quiet, steady machine."]
+                  "same code read 2.4x to 6.7x. Compare runs on a quiet, steady machine."]
     return "\n".join(lines) + "\n"
 
 
