@@ -64,18 +64,7 @@ def _windows(samples):
 
 
 def _run_sampled(t, s, samples, chunk_s=600):
-    """_run, appending (uptime_s, delivered_ng) after each chunk."""
-    ms = s * 1000
-    while ms > 0:
-        d = chunk_s * 1000
-        if d > ms:
-            d = ms
-        e = t.ms_until_event()
-        if 0 < e < d:
-            d = e
-        t.advance(d)
-        ms -= d
-        samples.append((t.pump.uptime_s, t.pump.delivered_ng()))
+    kit.run_for(t, s, chunk_s, samples)
 
 
 def _started(daily_ng=100_000, origin=m.ORIGIN_SPINAL, age=40, phase=m.PHASE_TITRATION,

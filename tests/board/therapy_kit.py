@@ -60,9 +60,10 @@ def advance(t, ms, chunk=60_000):
     return steps
 
 
-def run_for(t, s, chunk_s=3600):
+def run_for(t, s, chunk_s=3600, samples=None):
     """Let s seconds pass in chunks, waking at each program change or session end as the
-    loop does. Returns the motor steps made."""
+    loop does; appends (uptime_s, delivered_ng) to samples after each chunk if given.
+    Returns the motor steps made."""
     ms = s * 1000
     steps = 0
     while ms > 0:
@@ -76,6 +77,8 @@ def run_for(t, s, chunk_s=3600):
             d = 60_000  # the bolus's schedule counts every interval of a long advance
         steps += t.advance(d)
         ms -= d
+        if samples is not None:
+            samples.append((t.pump.uptime_s, t.pump.delivered_ng()))
     return steps
 
 

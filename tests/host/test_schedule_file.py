@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tomltext import document
+from tomltext import document, key_paths
 
 from host import schedule as sched
 from host.client import Profile, Program, Status, Step
@@ -580,17 +580,6 @@ def schedules(draw: st.DrawFn) -> Schedule:
 @given(schedules())
 def test_valid_schedules_round_trip(s: Schedule) -> None:
     assert sched.loads(sched.dumps(s), now=WINTER) == s
-
-
-def key_paths(value: object, path: tuple = ()) -> list[tuple]:
-    out = [path] if path else []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += key_paths(v, path + (k,))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += key_paths(v, path + (i,))
-    return out
 
 
 KEYS = ("drug", "concentration", "continuous", "flex", "taper", "dose", "steps", "start",

@@ -39,7 +39,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tomltext import document
+from tomltext import document, key_paths
 
 from host import schedule as sched
 from host.schedule import PatientBolusLimits, Schedule, ScheduleError, Step, Taper
@@ -55,17 +55,6 @@ STEPS = 'steps = [{start = "06:00", dose = 400}, {start = "20:00", dose = 480}]\
 
 
 # -- what a good answer is ---------------------------------------------------------------------
-
-
-def key_paths(value: object, path: tuple = ()) -> list[tuple]:
-    out = [path] if path else []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += key_paths(v, path + (k,))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += key_paths(v, path + (i,))
-    return out
 
 
 def check(text: str) -> str:

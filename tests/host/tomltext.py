@@ -37,3 +37,15 @@ def document(doc: dict, as_tables: bool) -> str:
         else:
             lines.append(f"{key} = {toml_value(value)}\n")
     return "".join(lines + tables)
+
+
+def key_paths(value: object, path: tuple = ()) -> list[tuple]:
+    """Every key and list item of a parsed document, as its path from the top."""
+    out = [path] if path else []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += key_paths(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += key_paths(v, path + (i,))
+    return out
